@@ -1,0 +1,1 @@
+"""ptbench's benchmark suite. Fixtures and markers come from the `ptbench` pytest plugin."""

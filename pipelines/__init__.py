@@ -1,0 +1,1 @@
+"""ptbench.pipelines: post-training stages, pipelines, losses and backends."""

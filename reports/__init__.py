@@ -1,0 +1,1 @@
+"""ptbench.reports: results store, regression detection and report building."""

@@ -1,0 +1,65 @@
+"""Results store: structured records written atomically, so a crash never leaves half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+FRAMEWORKS = ("torch", "transformers", "trl", "deepspeed", "openrlhf", "accelerate")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: object) -> Path:
+    """Write `obj` as JSON to `path` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def environment() -> dict:
+    """The versions and machine a result was measured on."""
+    versions = {}
+    for name in FRAMEWORKS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"versions": versions, "python": platform.python_version(),
+            "machine": platform.machine(), "node": platform.node(),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+class ResultsFile:
+    """A JSON results file that is rewritten atomically after every record added."""
+
+    def __init__(self, path: str | os.PathLike, kind: str) -> None:
+        self.path = Path(path)
+        self.doc = {"kind": kind, "environment": environment(), "records": []}
+
+    def add(self, record: dict) -> None:
+        """Append one record and persist the whole file at once."""
+        self.doc["records"].append(record)
+        write_json_atomic(self.path, self.doc)
+
+
+def read_results(path: str | os.PathLike) -> dict:
+    """Load a results file written by `ResultsFile`, checking its shape."""
+    doc = json.loads(Path(path).read_text())
+    for key in ("kind", "environment", "records"):
+        if key not in doc:
+            raise ValueError(f"{path}: not a ptbench results file (missing {key!r})")
+    return doc

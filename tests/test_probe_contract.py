@@ -1,0 +1,140 @@
+"""The probe's public contract: arguments, data, errors, report."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+from ptbench.fixtures.models import build_tiny_model
+from ptbench.fixtures.probes import (
+    LOSS_AGGS,
+    ProbeOptimizer,
+    Unsupported,
+    check_update_equivalence,
+)
+from ptbench.fixtures.probes.adapters.torch_plain import make_step
+from ptbench.fixtures.probes.data import make_probe_batches, validate_micro_batches
+from ptbench.fixtures.probes.diagnose import row_weights
+from ptbench.fixtures.probes.equivalence import TOLERANCE, per_row_gradients
+
+
+def test_contract_call_passes_on_plain_pytorch():
+    report = check_update_equivalence(make_step, loss_agg="token-mean", objective="ce",
+                                      optimizer="sgd", seed=0)
+    assert report.passed, str(report)
+    assert report.rel_error < report.tolerance
+    assert len(report.steps) >= 2
+    assert all(s.grad_norm_rel_error is not None and s.grad_norm_rel_error < 1e-4
+               for s in report.steps)
+    assert json.loads(json.dumps(report.to_dict()))["passed"] is True
+    assert "PASS" in str(report)
+
+
+def test_probe_data_makes_bugs_visible():
+    for seed in range(5):
+        mbs = make_probe_batches(seed, vocab_size=64)
+        assert len(mbs) >= 3
+        widths = [mb["input_ids"].shape[1] for mb in mbs]
+        tokens = [int((mb["labels"][:, 1:] != -100).sum()) for mb in mbs]
+        assert len(set(widths)) == len(widths)
+        assert len(set(tokens)) > 1
+        masked = [bool((mb["labels"][:, 0] == -100).all() and mb["attention_mask"][:, 0].all())
+                  for mb in mbs]
+        assert any(masked) and not all(masked), "rows with and without a masked prompt"
+        assert any((mb["attention_mask"] == 0).any() for mb in mbs), "right padding present"
+        for mb in mbs:
+            pad = mb["attention_mask"] == 0
+            assert (mb["labels"][pad] == -100).all()
+            # right padding: once a row is padded it stays padded
+            assert (mb["attention_mask"].diff(dim=1) <= 0).all()
+        assert min(tokens) < 0.5 * sum(tokens) / len(tokens), "a clearly smallest micro-batch"
+        validate_micro_batches(mbs, "pg")
+
+
+def test_reference_updates_of_any_two_loss_aggs_differ_far_beyond_tolerance():
+    model = build_tiny_model("probe-qwen2", seed=0).train()
+    for seed, objective in itertools.product(range(3), ("ce", "pg")):
+        mbs = make_probe_batches(seed, vocab_size=64)
+        row_grads = per_row_gradients(model, mbs)
+        grads = {agg: row_weights(mbs, agg, objective) @ row_grads for agg in LOSS_AGGS}
+        for a, b in itertools.combinations(LOSS_AGGS, 2):
+            diff = float((grads[a] - grads[b]).norm() / grads[a].norm())
+            assert diff > 100 * TOLERANCE["sgd"], (a, b, seed, objective, diff)
+            # token-mean, seq-mean-token-sum and seq-mean-token-sum-norm differ only by a
+            # uniform factor (sum n_i, N, N*T): AdamW cannot tell them apart, SGD can.
+            cosine = float(grads[a] @ grads[b] / (grads[a].norm() * grads[b].norm()))
+            if "seq-mean-token-mean" in (a, b):
+                assert cosine < 1 - 1e-4, (a, b, cosine)
+            else:
+                assert cosine > 1 - 1e-9, (a, b, cosine)
+
+
+def test_unknown_loss_agg_is_a_clear_error():
+    with pytest.raises(ValueError, match="loss_agg: expected one of .*token-mean.*got 'mean'"):
+        check_update_equivalence(make_step, loss_agg="mean")
+    with pytest.raises(ValueError, match="objective"):
+        check_update_equivalence(make_step, objective="dpo")
+    with pytest.raises(ValueError, match="optimizer"):
+        check_update_equivalence(make_step, optimizer="lion")
+
+
+def test_micro_batch_without_labels_is_a_clear_error():
+    mbs = make_probe_batches(0, vocab_size=64)
+    del mbs[2]["labels"]
+    with pytest.raises(ValueError, match=r"micro_batches\[2\]: missing field 'labels'"):
+        validate_micro_batches(mbs, "ce")
+    mbs = make_probe_batches(0, vocab_size=64)
+    del mbs[1]["advantages"]
+    with pytest.raises(ValueError, match=r"micro_batches\[1\]: missing field 'advantages'"):
+        validate_micro_batches(mbs, "pg")
+
+
+def test_make_step_returning_no_callable_is_a_clear_error():
+    with pytest.raises(TypeError, match="make_step: expected to return a callable"):
+        check_update_equivalence(lambda model, opt: None)
+
+
+def test_unsupported_propagates_and_is_never_a_pass_or_fail():
+    def make(model, opt):
+        raise Unsupported("this framework has no seq-mean-token-sum")
+    with pytest.raises(Unsupported, match="no seq-mean-token-sum"):
+        check_update_equivalence(make, loss_agg="seq-mean-token-sum")
+
+
+def test_step_gets_fresh_copies_and_opt_describes_the_step():
+    seen: list[list[dict]] = []
+
+    def make(model, opt):
+        assert isinstance(opt, ProbeOptimizer)
+        assert (opt.name, opt.loss_agg, opt.objective, opt.grad_accum) == ("sgd", "token-mean", "pg", 6)
+        assert opt.weight_decay == 0.0 and opt.lr > 0
+        inner = make_step(model, opt)
+
+        def step(mbs):
+            seen.append(mbs)
+            out = inner(mbs)
+            for mb in mbs:  # a step may mutate its input
+                mb["labels"].fill_(-100)
+            return out
+        return step
+
+    report = check_update_equivalence(make, objective="pg")
+    assert report.passed, str(report)
+    assert len(seen) == 2 and seen[0] is not seen[1]
+
+
+def test_wrong_reported_grad_norm_fails():
+    def make(model, opt):
+        inner = make_step(model, opt)
+        return lambda mbs: {"grad_norm": inner(mbs)["grad_norm"] * 1.01}
+    report = check_update_equivalence(make)
+    assert not report.passed
+    assert "grad norm" in report.diagnosis
+
+
+def test_probe_restores_thread_count():
+    before = torch.get_num_threads()
+    check_update_equivalence(make_step)
+    assert torch.get_num_threads() == before

@@ -7,6 +7,8 @@ accumulation or normalization bug back into the framework (must fail).
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from ptbench.fixtures.probes import check_update_equivalence
 from ptbench.fixtures.probes.adapters import registry
@@ -22,12 +24,16 @@ LIVE = [
     ("trl-grpo-dr_grpo", "pg", "seq-mean-token-sum-norm", "grpo-double-ga-scaling"),
     *[(f"deepspeed-z{s}{'-offload' if o else ''}-ws1", obj, "token-mean", "deepspeed-no-gas-scaling")
       for s, o in registry.DEEPSPEED_ZERO for obj in ("ce", "pg")],
+    ("openrlhf-z2-ws1", "ce", "token-mean", "openrlhf-per-micro-batch-normalizer"),
+    ("openrlhf-z2-ws1", "pg", "token-mean", "openrlhf-per-micro-batch-normalizer"),
 ]
 
 
 def _skip_if_missing(config):
     if config.missing():
         pytest.skip(f"not installed: {config.missing()}")
+    if config.name.startswith("openrlhf") and importlib.util.find_spec("openrlhf") is None:
+        pytest.skip("openrlhf not installed (pip install --no-deps openrlhf)")
 
 
 @pytest.mark.parametrize(("name", "objective", "loss_agg", "bug"), LIVE,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, OPTIMIZERS
 from ptbench.fixtures.probes.adapters.registry import CONFIGS
 from ptbench.fixtures.probes.launch import run_distributed

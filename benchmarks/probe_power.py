@@ -21,7 +21,6 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, OPTIMIZERS, check_update_equivalence  # noqa: E402
-
 from tests.planted_bugs import CORRECT_VARIANTS, PLANTED_BUGS  # noqa: E402
 
 

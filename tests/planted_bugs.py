@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from ptbench.fixtures.probes.adapters.torch_plain import TorchStep
 from ptbench.fixtures.probes.spec import LOSS_AGGS
 

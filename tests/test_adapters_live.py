@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+
 from ptbench.fixtures.probes import check_update_equivalence
 from ptbench.fixtures.probes.adapters import registry
 from ptbench.fixtures.probes.launch import run_distributed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ptbench.fixtures.probes.matrix import build_table, parse_requirement
 from ptbench.reports.store import write_json_atomic
 

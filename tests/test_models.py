@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ptbench.fixtures.models import (
     build_tiny_model,
     load_causal_lm,

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+
 from ptbench.fixtures.models import build_tiny_model
 from ptbench.fixtures.probes import (
     LOSS_AGGS,

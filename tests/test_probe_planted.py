@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, check_update_equivalence
 
+from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, check_update_equivalence
 from tests.planted_bugs import (
     CORRECT_VARIANTS,
     PLANTED_BUGS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ptbench.reports.store import ResultsFile, read_results, write_json_atomic
 
 

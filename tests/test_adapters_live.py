@@ -18,6 +18,8 @@ from ptbench.fixtures.probes.plant import plant
 
 # (adapter, objective, loss_agg, planted bug that must make it fail)
 LIVE = [
+    *[("ptbench-native", obj, agg, "native-local-normalizers")
+      for obj in ("ce", "pg") for agg in ("token-mean", "seq-mean-token-sum-norm")],
     ("hf-trainer", "ce", "token-mean", "trainer-drops-num-items"),
     ("trl-sft", "ce", "token-mean", "trainer-drops-num-items"),
     ("trl-grpo-dapo", "pg", "token-mean", "grpo-double-ga-scaling"),

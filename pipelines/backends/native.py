@@ -1,0 +1,99 @@
+"""Native PyTorch backend: one optimizer step with gradient accumulation, readable top to bottom.
+
+Every micro-batch's loss is computed with `ptbench.pipelines.losses` and the GLOBAL normalizers
+of the whole step (loss tokens, sequences, longest shifted row, summed over ranks when
+distributed), so the accumulated gradient is that of one `loss_agg` over the whole step, however
+the step is split. `ptbench.fixtures.probes` checks exactly that (adapter `ptbench-native`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ptbench.pipelines import losses
+
+IGNORE_INDEX = -100
+
+
+def token_logprobs(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(label_t+1 | prefix) [B, T-1] and the loss mask, HF label convention (-100 ignored)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    mask = labels != IGNORE_INDEX
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logp, mask
+
+
+@dataclass(frozen=True)
+class StepNormalizers:
+    """The global normalizers of one optimizer step."""
+
+    num_tokens: float
+    num_seqs: float
+    max_len: int
+
+    @classmethod
+    def of(cls, micro_batches: list[dict]) -> StepNormalizers:
+        """Counted over `micro_batches`, then summed (tokens, rows) or maxed (length) over ranks."""
+        counts = torch.tensor([
+            float(sum(int((mb["labels"][:, 1:] != IGNORE_INDEX).sum()) for mb in micro_batches)),
+            float(sum(mb["input_ids"].shape[0] for mb in micro_batches)),
+        ], dtype=torch.float64)
+        longest = torch.tensor([max(mb["input_ids"].shape[1] - 1 for mb in micro_batches)])
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(counts)
+            dist.all_reduce(longest, op=dist.ReduceOp.MAX)
+        return cls(float(counts[0]), float(counts[1]), int(longest))
+
+
+class NativeTrainStep:
+    """`step(micro_batches)`: accumulate gradients over the micro-batches, then one update.
+
+    objective 'ce': SFT cross-entropy. objective 'pg': on-policy clipped policy gradient with
+    per-row `advantages` (old logprobs = current, detached: ratio 1 at the first epoch).
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                 objective: str = "ce", loss_agg: str = "token-mean",
+                 max_grad_norm: float | None = None, clip_eps: float = 0.2) -> None:
+        if objective not in ("ce", "pg"):
+            raise ValueError(f"objective: expected 'ce' or 'pg', got {objective!r}")
+        if loss_agg not in losses.LOSS_AGGS:
+            raise ValueError(f"loss_agg: expected one of {losses.LOSS_AGGS}, got {loss_agg!r}")
+        self.model, self.optimizer = model, optimizer
+        self.objective, self.loss_agg = objective, loss_agg
+        self.max_grad_norm, self.clip_eps = max_grad_norm, clip_eps
+
+    def micro_batch_loss(self, mb: dict, norm: StepNormalizers) -> torch.Tensor:
+        """This micro-batch's share of the step's loss."""
+        device = next(self.model.parameters()).device
+        mb = {k: v.to(device) for k, v in mb.items()}
+        logp, mask = token_logprobs(self.model, mb)
+        kwargs = dict(loss_agg=self.loss_agg, num_tokens=norm.num_tokens, num_seqs=norm.num_seqs,
+                      max_len=norm.max_len)
+        if self.objective == "ce":
+            return losses.sft_loss(logp, mask, **kwargs)
+        return losses.policy_loss(logp, logp.detach(), mb["advantages"], mask,
+                                  clip_eps=self.clip_eps, **kwargs)
+
+    def __call__(self, micro_batches: list[dict]) -> dict[str, float]:
+        self.model.train()
+        norm = StepNormalizers.of(micro_batches)
+        total = 0.0
+        for mb in micro_batches:
+            loss = self.micro_batch_loss(mb, norm)
+            loss.backward()
+            total += float(loss.detach())
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for p in params:  # each rank's share is already globally normalized: sum, not mean
+                dist.all_reduce(p.grad)
+        max_norm = self.max_grad_norm if self.max_grad_norm else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"grad_norm": float(grad_norm), "loss": total}

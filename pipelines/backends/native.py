@@ -59,7 +59,8 @@ class NativeTrainStep:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                  objective: str = "ce", loss_agg: str = "token-mean",
-                 max_grad_norm: float | None = None, clip_eps: float = 0.2) -> None:
+                 max_grad_norm: float | None = None, clip_eps: float = 0.2,
+                 clip_eps_high: float | None = None, kl_coef: float = 0.0) -> None:
         if objective not in ("ce", "pg"):
             raise ValueError(f"objective: expected 'ce' or 'pg', got {objective!r}")
         if loss_agg not in losses.LOSS_AGGS:
@@ -67,6 +68,7 @@ class NativeTrainStep:
         self.model, self.optimizer = model, optimizer
         self.objective, self.loss_agg = objective, loss_agg
         self.max_grad_norm, self.clip_eps = max_grad_norm, clip_eps
+        self.clip_eps_high, self.kl_coef = clip_eps_high, kl_coef
 
     def micro_batch_loss(self, mb: dict, norm: StepNormalizers) -> torch.Tensor:
         """This micro-batch's share of the step's loss."""
@@ -77,8 +79,12 @@ class NativeTrainStep:
                       max_len=norm.max_len)
         if self.objective == "ce":
             return losses.sft_loss(logp, mask, **kwargs)
-        return losses.policy_loss(logp, logp.detach(), mb["advantages"], mask,
-                                  clip_eps=self.clip_eps, **kwargs)
+        # Rollouts carry the sampling policy's logprobs when updates reuse them (PPO epochs,
+        # mini-batches); a fresh on-policy batch has ratio 1.
+        old = mb.get("old_logprobs", logp.detach())
+        return losses.policy_loss(logp, old, mb["advantages"], mask, clip_eps=self.clip_eps,
+                                  clip_eps_high=self.clip_eps_high, kl_coef=self.kl_coef,
+                                  ref_logprobs=mb.get("ref_logprobs"), **kwargs)
 
     def __call__(self, micro_batches: list[dict]) -> dict[str, float]:
         self.model.train()

@@ -1,0 +1,239 @@
+"""Typed configs, validated once at the edge: unknown keys, wrong types and impossible
+combinations fail at load with the field's path named and what was expected.
+
+A pipeline is a sequence of stages declared in a config file (YAML or JSON); a stage's `kind`
+names a class registered with `ptbench.pipelines.stages.register`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ptbench.pipelines.losses import LOSS_AGGS
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the field (`stages[1].group_size`)."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected some of "
+                          f"{', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        path = f"{where}.{name}"
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{path}: required ({_type_name(hints[name])})")
+    try:
+        obj = cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+    return obj
+
+
+def require(ok: bool, field_name: str, expected: str, got: Any) -> None:
+    """Raise ConfigError('field: expected ..., got ...') unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{field_name}: expected {expected}, got {got!r}")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Which task, with its options."""
+
+    name: str
+    """A task of ptbench.fixtures.tasks: arithmetic, generalpoints, math, cola."""
+    options: dict = field(default_factory=dict)
+    """Keyword options of the task (e.g. {"id_digits": 2})."""
+
+
+@dataclass(frozen=True)
+class BaseModelConfig:
+    """For tiny models: the short, cached pretraining run that makes a task's "base model"."""
+
+    steps: int = 300
+    """Pretraining steps on the task's text (0: use the initial weights)."""
+    lr: float = 1e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        require(self.steps >= 0, "steps", "an integer >= 0", self.steps)
+        require(self.lr > 0, "lr", "a float > 0", self.lr)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage. Which fields apply depends on `kind` (checked by the stage class)."""
+
+    kind: str
+    """sft, rl, luffy or srft."""
+    steps: int
+    """Optimizer steps in this stage."""
+    lr: float = 1e-3
+    batch_size: int = 64
+    """SFT: demonstrations per step. RL: prompts per step (x group_size rollouts)."""
+    micro_batch_size: int | None = None
+    """Rows per forward/backward (gradient accumulation); default: the whole batch."""
+    loss_agg: str = "token-mean"
+    group_size: int = 8
+    """RL: rollouts per prompt."""
+    max_new_tokens: int = 8
+    temperature: float = 1.0
+    clip_eps: float = 0.2
+    clip_eps_high: float | None = None
+    kl_coef: float = 0.0
+    advantage_scale: str = "std"
+    """'std' (GRPO) or 'none' (Dr. GRPO, LUFFY)."""
+    off_policy_per_group: int = 1
+    """LUFFY: demonstrations in each group (7 + 1 in the paper)."""
+    shaping_gamma: float = 0.1
+    budget_steps: int | None = None
+    """Truncated RL: stop after this many steps (<= steps)."""
+    budget_flops: float | None = None
+    """Truncated RL: stop once the stage's FLOPs reach this."""
+    max_grad_norm: float | None = 1.0
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.steps >= 1, "steps", "an integer >= 1", self.steps)
+        require(self.lr > 0, "lr", "a float > 0", self.lr)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        if self.micro_batch_size is not None:
+            require(self.micro_batch_size >= 1, "micro_batch_size", "an integer >= 1",
+                    self.micro_batch_size)
+        require(self.loss_agg in LOSS_AGGS, "loss_agg", f"one of {LOSS_AGGS}", self.loss_agg)
+        require(self.advantage_scale in ("std", "none"), "advantage_scale", "'std' or 'none'",
+                self.advantage_scale)
+        if self.kind in ("rl", "luffy", "srft"):
+            require(self.group_size >= 2, "group_size",
+                    "an integer >= 2 (group-normalized advantages need two rollouts)", self.group_size)
+            require(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)
+            require(self.temperature > 0, "temperature", "a float > 0", self.temperature)
+        if self.kind == "luffy":
+            require(1 <= self.off_policy_per_group < self.group_size, "off_policy_per_group",
+                    f"between 1 and group_size - 1 ({self.group_size - 1})", self.off_policy_per_group)
+        if self.budget_steps is not None:
+            require(1 <= self.budget_steps <= self.steps, "budget_steps",
+                    f"an integer between 1 and the stage's steps ({self.steps})", self.budget_steps)
+        if self.budget_flops is not None:
+            require(self.budget_flops > 0, "budget_flops", "a float > 0", self.budget_flops)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """When and how much to evaluate."""
+
+    every: int = 50
+    n_id: int = 200
+    n_ood: int = 200
+    n_demos: int = 64
+    """Held-out demonstrations whose SFT cross-entropy is tracked (during RL too)."""
+    n_reward: int = 64
+    """Prompts whose sampled reward is tracked (during SFT too)."""
+    max_new_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole post-training pipeline: a model, a task, and stages in order."""
+
+    name: str
+    model: str
+    """`tiny:<preset>`, a local path or a hub id."""
+    task: TaskConfig
+    stages: list[StageConfig]
+    seed: int = 0
+    backend: str = "native"
+    """'native' (ptbench.pipelines.losses) or 'trl' (TRL's trainers and losses)."""
+    base: BaseModelConfig = field(default_factory=BaseModelConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint_every: int = 0
+    """Also checkpoint every K steps inside a stage (0: only at stage boundaries)."""
+    dtype: str = "auto"
+    description: str = ""
+    hardware: dict = field(default_factory=dict)
+    """Informational (GPUs, launcher, vLLM) for paper configs; not used on CPU."""
+
+    def __post_init__(self) -> None:
+        require(len(self.stages) >= 1, "stages", "at least one stage", self.stages)
+        require(self.backend in ("native", "trl"), "backend", "'native' or 'trl'", self.backend)
+        require(self.dtype in ("auto", "float32", "bfloat16"), "dtype",
+                "'auto', 'float32' or 'bfloat16'", self.dtype)
+        require(self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0",
+                self.checkpoint_every)
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a YAML or JSON pipeline config and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config: no such file {path}")
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        return from_dict(PipelineConfig, data, "config")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

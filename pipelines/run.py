@@ -1,0 +1,273 @@
+"""Run a pipeline config end to end: base model, stages in order, eval points, checkpoints.
+
+    python -m ptbench.pipelines.run configs/tiny/sft_then_rl-arithmetic.yaml --out runs/x
+
+Writes `metrics.jsonl` (one row per measurement, see `tracking`) and checkpoints
+(`checkpoints/step-XXXXXX/`: HF `save_pretrained` model and tokenizer, optimizer state, RNG
+state, runner state) at every stage boundary and every `checkpoint_every` steps. `--resume`
+continues a killed run from its last checkpoint with identical results on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ptbench.fixtures.models import TINY_PRESETS, build_tiny_model, load_causal_lm, train_tokenizer
+from ptbench.fixtures.tasks import get_task
+from ptbench.pipelines import evaluation
+from ptbench.pipelines.backends.native import NativeTrainStep
+from ptbench.pipelines.config import PipelineConfig, StageConfig, load_config
+from ptbench.pipelines.data import demonstration_batch
+from ptbench.pipelines.flops import FlopsLedger, ModelShape
+from ptbench.pipelines.stages import build_stage
+from ptbench.pipelines.tracking import Tracker
+
+TRAIN_POOL = 4000
+
+
+@dataclass
+class RunContext:
+    """What stages share: the model being trained and the run's bookkeeping."""
+
+    config: PipelineConfig
+    model: torch.nn.Module
+    tokenizer: object
+    task: object
+    train_pool: list
+    generator: torch.Generator
+    shape: ModelShape
+    ledger: FlopsLedger = field(default_factory=FlopsLedger)
+    tokens: int = 0
+    optimizers: dict = field(default_factory=dict)
+    stage_start: torch.nn.Module | None = None
+    """A frozen copy of the policy at the start of the current stage (the KL reference)."""
+
+    def sample_train(self, n: int) -> list:
+        """`n` training examples drawn with replacement by the run's seeded generator."""
+        idx = torch.randint(len(self.train_pool), (n,), generator=self.generator)
+        return [self.train_pool[int(i)] for i in idx]
+
+    def optimizer(self, stage: StageConfig) -> torch.optim.Optimizer:
+        """AdamW for a stage (weight decay 0), kept so checkpoints can save its state."""
+        opt = torch.optim.AdamW(self.model.parameters(), lr=stage.lr, weight_decay=0.0)
+        self.optimizers[id(stage)] = opt
+        return opt
+
+    def account_train(self, micro_batches: list[dict]) -> None:
+        for mb in micro_batches:
+            b, t = mb["input_ids"].shape
+            self.ledger.add_train(self.shape, b, t)
+            self.tokens += int(mb["attention_mask"].sum())
+
+    def account_generation(self, examples: list, rows: list[list[int]]) -> None:
+        group = len(rows) // len(examples)
+        for i, example in enumerate(examples):
+            prompt_len = len(self.tokenizer(example.prompt, add_special_tokens=False)["input_ids"])
+            new = max(len(r) - prompt_len for r in rows[i * group:(i + 1) * group])
+            self.ledger.add_generation(self.shape, group, prompt_len, max(new, 1))
+
+    def account_forward(self, batch: dict) -> None:
+        b, t = batch["input_ids"].shape
+        self.ledger.add_forward(self.shape, b, t)
+
+
+# ----------------------------------------------------------------------------- model setup
+def tiny_base_model(config: PipelineConfig, task, cache: Path):
+    """Tokenizer trained on the task's text and a tiny model pretrained on it briefly (cached)."""
+    preset = config.model.removeprefix("tiny:")
+    if preset not in TINY_PRESETS:
+        raise ValueError(f"model: expected 'tiny:' + one of {sorted(TINY_PRESETS)}, got {config.model!r}")
+    key = json.dumps([preset, config.task.name, config.task.options, config.seed,
+                      config.base.steps, config.base.lr, config.base.batch_size], sort_keys=True)
+    target = cache / f"base-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    if (target / "config.json").exists():
+        return load_causal_lm(str(target), device="cpu"), _tokenizer(target)
+    corpus = task.corpus(4000, seed=config.seed)
+    tokenizer = train_tokenizer(corpus, vocab_size=512)
+    spec = TINY_PRESETS[preset]
+    spec = type(spec)(**{**spec.__dict__, "vocab_size": len(tokenizer)})
+    model = build_tiny_model(spec, seed=config.seed)
+    model.config.pad_token_id, model.config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    if config.base.steps:
+        step = NativeTrainStep(model, torch.optim.AdamW(model.parameters(), lr=config.base.lr))
+        g = torch.Generator().manual_seed(config.seed)
+        for _ in tqdm(range(config.base.steps), desc="base model pretraining", leave=False):
+            texts = [corpus[int(i)] for i in torch.randint(len(corpus), (config.base.batch_size,), generator=g)]
+            step([demonstration_batch(tokenizer, [""] * len(texts), texts)])
+    tmp = Path(tempfile.mkdtemp(prefix=".base-", dir=cache))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, target) if not target.exists() else shutil.rmtree(tmp)
+    return load_causal_lm(str(target), device="cpu"), _tokenizer(target)
+
+
+def _tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def save_checkpoint(out: Path, ctx: RunContext, state: dict, optimizer,
+                    stage_start: torch.nn.Module | None) -> Path:
+    """Atomically write model, tokenizer, optimizer, RNG and runner state."""
+    target = out / "checkpoints" / f"step-{state['global_step']:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=out / "checkpoints"))
+    ctx.model.save_pretrained(tmp)
+    ctx.tokenizer.save_pretrained(tmp)
+    torch.save({"optimizer": optimizer.state_dict() if optimizer else None,
+                "generator": ctx.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(), "ledger": ctx.ledger.to_dict(),
+                "tokens": ctx.tokens, "state": state,
+                # mid-stage only: the stage's starting weights, for KL / distance after a resume
+                "stage_start": stage_start.state_dict() if stage_start is not None else None},
+               tmp / "trainer_state.pt")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    (out / "checkpoints" / "latest.tmp").write_text(target.name)
+    os.replace(out / "checkpoints" / "latest.tmp", out / "checkpoints" / "latest")
+    return target
+
+
+# ------------------------------------------------------------------------------- the loop
+def evaluate(ctx: RunContext, held_out: dict, start_params, base_params, base_model,
+             stage_start_model) -> dict[str, float]:
+    """Every eval-point measurement, ID and OOD, and the non-decoupling signals."""
+    e = ctx.config.eval
+    max_new = e.max_new_tokens or max(s.max_new_tokens for s in ctx.config.stages)
+    m = ctx.model
+    return {
+        "eval/id_accuracy": evaluation.greedy_accuracy(m, ctx.tokenizer, ctx.task, held_out["id"], max_new),
+        "eval/ood_accuracy": evaluation.greedy_accuracy(m, ctx.tokenizer, ctx.task, held_out["ood"], max_new),
+        "eval/sampled_reward": evaluation.sampled_reward(m, ctx.tokenizer, ctx.task, held_out["reward"],
+                                                         max_new, temperature=1.0),
+        "eval/sft_ce": evaluation.demo_cross_entropy(m, held_out["demos"]),
+        "eval/kl_to_stage_start": evaluation.demo_kl(m, stage_start_model, held_out["demos"]),
+        "eval/kl_to_base": evaluation.demo_kl(m, base_model, held_out["demos"]),
+        "eval/param_dist_stage_start": evaluation.parameter_distance(m, start_params),
+        "eval/param_dist_base": evaluation.parameter_distance(m, base_params),
+    }
+
+
+def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool = False,
+                 stop_after: int | None = None, cache: str | os.PathLike | None = None) -> Path:
+    """Run `config`; write metrics and checkpoints under `out`. Returns the metrics file.
+
+    `stop_after` stops (as if killed) after that many global steps, for resume tests.
+    """
+    out = Path(out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    stages = [build_stage(s, i) for i, s in enumerate(config.stages)]  # validates kinds first
+    task = get_task(config.task.name, **config.task.options)
+    cache = Path(cache or os.environ.get("PTBENCH_CACHE", Path.home() / ".cache" / "ptbench")) / "base"
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    if config.model.startswith("tiny:"):
+        model, tokenizer = tiny_base_model(config, task, cache)
+    else:  # a hub id or a local path, on CUDA with bf16 where present
+        model, tokenizer = load_causal_lm(config.model), _tokenizer(config.model)
+    base_model = copy.deepcopy(model).eval()
+    base_params = {n: p.detach().double().cpu().clone() for n, p in model.named_parameters()}
+    e = config.eval
+    held_out = {"id": task.examples("id", e.n_id, seed=config.seed),
+                "ood": task.examples("ood", e.n_ood, seed=config.seed),
+                "reward": task.examples("id", e.n_reward, seed=config.seed + 1)}
+    demos = task.examples("id", e.n_demos, seed=config.seed + 2)
+    held_out["demos"] = demonstration_batch(tokenizer, [d.prompt for d in demos],
+                                            [d.demonstration for d in demos])
+    ctx = RunContext(config, model, tokenizer, task, task.examples("train", TRAIN_POOL, seed=config.seed),
+                     torch.Generator().manual_seed(config.seed), ModelShape.from_config(model.config))
+    tracker = Tracker(out / "metrics.jsonl", config.name, config.seed)
+    state = {"stage_index": 0, "step": 0, "global_step": 0}
+    saved = None
+    if resume and (out / "checkpoints" / "latest").exists():
+        ckpt = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+        loaded = load_causal_lm(str(ckpt), device="cpu")
+        ctx.model.load_state_dict(loaded.state_dict())
+        saved = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        state = saved["state"]
+        ctx.generator.set_state(saved["generator"])
+        ctx.tokens = saved["tokens"]
+        counters = {k: v for k, v in saved["ledger"].items() if k != "total"}
+        ctx.ledger = FlopsLedger(**counters)
+        # Rows logged after the checkpoint are redone; a stage's step-0 eval is redone with it.
+        resume_at = (state["stage_index"], state["step"] if state["step"] else -1)
+        kept = [r for r in Tracker.read(out / "metrics.jsonl") if (r.stage_index, r.step) <= resume_at]
+        tracker = Tracker(out / "metrics.jsonl", config.name, config.seed, kept)
+        tracker.flush()
+    stage_start_params = base_params
+    for index in range(state["stage_index"], len(stages)):
+        stage, sc = stages[index], config.stages[index]
+        first = state["step"] if index == state["stage_index"] else 0
+        stage_start = copy.deepcopy(ctx.model).eval()
+        if saved is not None and saved["stage_start"] is not None:
+            stage_start.load_state_dict(saved["stage_start"])
+        ctx.stage_start = stage_start
+        stage.setup(ctx)
+        optimizer = ctx.optimizers[id(sc)]
+        if saved is not None:
+            if first > 0 and saved["optimizer"] is not None:
+                optimizer.load_state_dict(saved["optimizer"])
+            torch.set_rng_state(saved["torch_rng"])
+            random.setstate(saved["python_rng"])
+            saved = None
+        stage_start_params = {n: p.detach().double().cpu().clone()
+                              for n, p in stage_start.named_parameters()}
+        last = min(sc.steps, sc.budget_steps or sc.steps)
+        name = f"{index}:{sc.kind}"
+
+        def log(step: int, metrics: dict[str, float], _name=name, _index=index) -> None:
+            flops = ctx.ledger.to_dict()
+            metrics = {**metrics, **{f"flops/{k}": v for k, v in flops.items()}}
+            tracker.log(_name, _index, step, state["global_step"], metrics, ctx.ledger.total, ctx.tokens)
+
+        if first == 0:
+            log(0, evaluate(ctx, held_out, stage_start_params, base_params, base_model, stage_start))
+        for step in tqdm(range(first + 1, last + 1), desc=name, initial=first, total=last):
+            metrics = stage.step(ctx, step)
+            state.update(stage_index=index, step=step, global_step=state["global_step"] + 1)
+            if step % e.every == 0 or step == last:
+                metrics.update(evaluate(ctx, held_out, stage_start_params, base_params, base_model,
+                                        stage_start))
+            log(step, metrics)
+            over_budget = sc.budget_flops is not None and ctx.ledger.total >= sc.budget_flops
+            if over_budget or step == last or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                at_end = over_budget or step == last
+                save_checkpoint(out, ctx, {**state, "stage_index": index + at_end,
+                                           "step": 0 if at_end else step},
+                                None if at_end else optimizer, None if at_end else stage_start)
+            if stop_after is not None and state["global_step"] >= stop_after:
+                return tracker.path
+            if over_budget:
+                break
+        state.update(stage_index=index + 1, step=0)
+    return tracker.path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ptbench.pipelines.run", description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    path = run_pipeline(load_config(args.config), args.out, resume=args.resume)
+    print(f"metrics: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""RL stage (GRPO): group sampling, group-normalized advantages, clipped ratio, optional KL.
+
+Each step: draw `batch_size` prompts, sample `group_size` completions of each with the current
+policy, score them with the task's verifier, turn rewards into advantages within each group
+(mean-centred, divided by the group std unless advantage_scale='none' as in Dr. GRPO), and take
+one optimizer step on the clipped surrogate aggregated by `loss_agg` over the whole batch (the
+global normalizers of `NativeTrainStep`). With kl_coef > 0 a frozen copy of the policy at the
+start of the stage is the reference (k3 estimator).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ptbench.pipelines import losses
+from ptbench.pipelines.backends.native import NativeTrainStep, token_logprobs
+from ptbench.pipelines.config import StageConfig
+from ptbench.pipelines.data import encode, pad_rows, split_micro_batches
+from ptbench.pipelines.rollout import generate
+from ptbench.pipelines.stages import register
+
+
+@register
+class RLStage:
+    kind = "rl"
+
+    def __init__(self, config: StageConfig, index: int) -> None:
+        self.config, self.index = config, index
+
+    def setup(self, ctx) -> None:
+        c = self.config
+        self.train = NativeTrainStep(ctx.model, ctx.optimizer(c), objective="pg", loss_agg=c.loss_agg,
+                                     max_grad_norm=c.max_grad_norm, clip_eps=c.clip_eps,
+                                     clip_eps_high=c.clip_eps_high, kl_coef=c.kl_coef)
+        self.reference = ctx.stage_start if c.kl_coef > 0 else None
+
+    def rollouts(self, ctx) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch of scored groups as training rows (prompt masked), and the rewards."""
+        c = self.config
+        examples = ctx.sample_train(c.batch_size)
+        groups = generate(ctx.model, ctx.tokenizer, [e.prompt for e in examples],
+                          max_new_tokens=c.max_new_tokens, num_return=c.group_size,
+                          temperature=c.temperature)
+        rows, starts, rewards = [], [], []
+        for example, completions in zip(examples, groups, strict=True):
+            prompt = encode(ctx.tokenizer, example.prompt)
+            for completion in completions:
+                rows.append(prompt + (completion or [ctx.tokenizer.eos_token_id]))
+                starts.append(len(prompt))
+                rewards.append(ctx.task.reward(example, ctx.tokenizer.decode(completion)))
+        ctx.account_generation(examples, rows)
+        return pad_rows(rows, starts, ctx.tokenizer.pad_token_id), torch.tensor(rewards)
+
+    def step(self, ctx, step: int) -> dict[str, float]:
+        c = self.config
+        batch, rewards = self.rollouts(ctx)
+        batch["advantages"] = losses.group_advantages(rewards, c.group_size, scale=c.advantage_scale)
+        if self.reference is not None:
+            with torch.no_grad():
+                batch["ref_logprobs"] = token_logprobs(self.reference, batch)[0]
+            ctx.account_forward(batch)
+        micro_batches = split_micro_batches(batch, c.micro_batch_size)
+        out = self.train(micro_batches)
+        ctx.account_train(micro_batches)
+        grouped = rewards.view(-1, c.group_size)
+        return {
+            "train/reward": float(rewards.mean()),
+            "train/loss": out["loss"],
+            "train/grad_norm": out["grad_norm"],
+            # An RL run that learns nothing shows it: groups whose rewards are all equal carry
+            # zero advantage and zero gradient.
+            "train/nonzero_adv_groups": float((grouped.std(dim=1) > 0).float().mean()),
+            # One on-policy update per batch: the ratio is 1 and nothing is clipped.
+            "train/clip_fraction": 0.0,
+        }

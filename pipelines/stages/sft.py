@@ -1,0 +1,32 @@
+"""SFT stage: token-level cross-entropy on the task's demonstrations."""
+
+from __future__ import annotations
+
+from ptbench.pipelines.backends.native import NativeTrainStep
+from ptbench.pipelines.config import StageConfig
+from ptbench.pipelines.data import demonstration_batch, split_micro_batches
+from ptbench.pipelines.stages import register
+
+
+@register
+class SFTStage:
+    """loss = loss_agg over demonstration tokens of -log pi(token | prefix)."""
+
+    kind = "sft"
+
+    def __init__(self, config: StageConfig, index: int) -> None:
+        self.config, self.index = config, index
+
+    def setup(self, ctx) -> None:
+        self.train = NativeTrainStep(ctx.model, ctx.optimizer(self.config), objective="ce",
+                                     loss_agg=self.config.loss_agg,
+                                     max_grad_norm=self.config.max_grad_norm)
+
+    def step(self, ctx, step: int) -> dict[str, float]:
+        examples = ctx.sample_train(self.config.batch_size)
+        batch = demonstration_batch(ctx.tokenizer, [e.prompt for e in examples],
+                                    [e.demonstration for e in examples])
+        micro_batches = split_micro_batches(batch, self.config.micro_batch_size)
+        out = self.train(micro_batches)
+        ctx.account_train(micro_batches)
+        return {"train/loss": out["loss"], "train/grad_norm": out["grad_norm"]}

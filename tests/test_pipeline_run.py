@@ -1,0 +1,92 @@
+"""Pipelines run end to end on a tiny model, write structured rows, and resume identically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ptbench.pipelines.config import ConfigError, PipelineConfig, from_dict, load_config
+from ptbench.pipelines.run import run_pipeline
+from ptbench.pipelines.tracking import Tracker
+
+TINY = {
+    "name": "t", "model": "tiny:probe-qwen2", "task": {"name": "arithmetic"},
+    "base": {"steps": 3, "batch_size": 8},
+    "eval": {"every": 2, "n_id": 4, "n_ood": 4, "n_demos": 4, "n_reward": 4},
+    "checkpoint_every": 2,
+    "stages": [
+        {"kind": "sft", "steps": 3, "batch_size": 8, "micro_batch_size": 3},
+        {"kind": "rl", "steps": 3, "lr": 1e-4, "batch_size": 2, "group_size": 3,
+         "max_new_tokens": 4, "kl_coef": 0.01, "micro_batch_size": 4},
+    ],
+}
+
+
+def _config(**changes) -> PipelineConfig:
+    return from_dict(PipelineConfig, {**TINY, **changes})
+
+
+def test_pipeline_runs_end_to_end_and_writes_rows(tmp_path):
+    path = run_pipeline(_config(), tmp_path / "run", cache=tmp_path / "cache")
+    rows = Tracker.read(path)
+    metrics = {r.metric for r in rows}
+    for m in ("eval/id_accuracy", "eval/ood_accuracy", "eval/sft_ce", "eval/sampled_reward",
+              "eval/kl_to_base", "eval/param_dist_stage_start", "train/reward",
+              "train/nonzero_adv_groups", "flops/train", "flops/generation", "flops/extra_forward"):
+        assert m in metrics, m
+    assert {r.stage for r in rows} == {"0:sft", "1:rl"}
+    flops = [r.flops for r in rows]
+    assert flops == sorted(flops) and flops[-1] > 0, "FLOPs only accumulate"
+    ends = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert ends == ["step-000002", "step-000003", "step-000005", "step-000006"]
+    assert (tmp_path / "run" / "checkpoints" / "step-000003" / "config.json").exists()
+
+
+@pytest.mark.parametrize("killed_at", [4, 5], ids=["after-stage-boundary", "mid-stage"])
+def test_killed_run_resumes_with_identical_results(tmp_path, killed_at):
+    full = run_pipeline(_config(), tmp_path / "full", cache=tmp_path / "cache")
+    run_pipeline(_config(), tmp_path / "cut", cache=tmp_path / "cache", stop_after=killed_at)
+    resumed = run_pipeline(_config(), tmp_path / "cut", cache=tmp_path / "cache", resume=True)
+
+    def values(path):
+        return [(r.stage, r.step, r.metric, r.value) for r in Tracker.read(path)
+                if not r.metric.startswith("wall")]
+
+    assert values(resumed) == values(full)
+    a = torch.load(tmp_path / "full" / "checkpoints" / "step-000006" / "trainer_state.pt",
+                   weights_only=False)
+    b = torch.load(tmp_path / "cut" / "checkpoints" / "step-000006" / "trainer_state.pt",
+                   weights_only=False)
+    assert a["ledger"] == b["ledger"] and a["tokens"] == b["tokens"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"stagez": []}, "config: unknown key(s) stagez"),
+    ({"seed": "zero"}, "config.seed: expected int"),
+    ({"stages": [{"kind": "rl", "steps": 5, "group_size": 1}]}, "stages[0].group_size: expected an integer >= 2"),
+    ({"stages": [{"kind": "rl", "steps": 5, "budget_steps": 50}]}, "stages[0].budget_steps: expected an integer between 1 and the stage's steps (5)"),
+    ({"stages": [{"kind": "sft", "steps": 5, "loss_agg": "mean"}]}, "stages[0].loss_agg: expected one of"),
+    ({"stages": [{"kind": "sft", "stepz": 5}]}, "stages[0]: unknown key(s) stepz"),
+    ({"stages": []}, "stages: expected at least one stage"),
+])
+def test_config_errors_name_the_field(change, message):
+    with pytest.raises(ConfigError) as err:
+        _config(**change)
+    assert message in str(err.value)
+
+
+def test_unknown_stage_kind_fails_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match=r"stages\[0\].kind: expected one of .*rl.*sft"):
+        run_pipeline(_config(stages=[{"kind": "dpo", "steps": 2}]), tmp_path / "x")
+
+
+def test_load_config_reads_yaml_and_reports_the_file(tmp_path):
+    good = tmp_path / "c.yaml"
+    good.write_text(json.dumps(TINY))
+    assert load_config(good).stages[1].group_size == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: tiny:probe-qwen2\ntask: {name: arithmetic}\nstages: [{kind: sft}]\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: config.stages\[0\].steps: required"):
+        load_config(bad)

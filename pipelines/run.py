@@ -71,12 +71,14 @@ class RunContext:
             self.ledger.add_train(self.shape, b, t)
             self.tokens += int(mb["attention_mask"].sum())
 
-    def account_generation(self, examples: list, rows: list[list[int]]) -> None:
-        group = len(rows) // len(examples)
-        for i, example in enumerate(examples):
+    def account_generation(self, examples: list, per_prompt: int, new_tokens: int) -> None:
+        """`per_prompt` sampled completions of each prompt, `new_tokens` decoding steps each.
+
+        Charged at the full budget: a batch decodes until its last sequence stops.
+        """
+        for example in examples:
             prompt_len = len(self.tokenizer(example.prompt, add_special_tokens=False)["input_ids"])
-            new = max(len(r) - prompt_len for r in rows[i * group:(i + 1) * group])
-            self.ledger.add_generation(self.shape, group, prompt_len, max(new, 1))
+            self.ledger.add_generation(self.shape, per_prompt, prompt_len, new_tokens)
 
     def account_forward(self, batch: dict) -> None:
         b, t = batch["input_ids"].shape

@@ -90,3 +90,35 @@ def test_load_config_reads_yaml_and_reports_the_file(tmp_path):
     bad.write_text("name: x\nmodel: tiny:probe-qwen2\ntask: {name: arithmetic}\nstages: [{kind: sft}]\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: config.stages\[0\].steps: required"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("kind", ["luffy", "srft"])
+def test_mixed_policy_stages_run(tmp_path, kind):
+    stage = {"kind": kind, "steps": 2, "lr": 1e-4, "batch_size": 2, "group_size": 4,
+             "max_new_tokens": 4, "advantage_scale": "none"}
+    config = _config(stages=[{"kind": "sft", "steps": 1, "batch_size": 4}, stage], checkpoint_every=0)
+    rows = Tracker.read(run_pipeline(config, tmp_path / kind, cache=tmp_path / "cache"))
+    names = {r.metric for r in rows if r.stage == f"1:{kind}"}
+    assert {"train/reward", "eval/sft_ce"} <= names
+    if kind == "srft":
+        weights = [r.value for r in rows if r.metric == "train/sft_weight"]
+        assert weights and all(0 < w <= 0.5 for w in weights)
+
+
+def test_luffy_shapes_demonstration_rows_only():
+    """Off-policy rows take -A*pi/(pi+gamma); on-policy rows the clipped surrogate; one token mean."""
+    from ptbench.fixtures.models import build_tiny_model
+    from ptbench.fixtures.probes.data import make_probe_batches
+    from ptbench.pipelines import losses
+    from ptbench.pipelines.backends.native import NativeTrainStep, StepNormalizers, token_logprobs
+
+    model = build_tiny_model("probe-qwen2", seed=0)
+    mb = make_probe_batches(0, 64)[1]
+    mb["off_policy"] = torch.tensor([True, False])
+    step = NativeTrainStep(model, torch.optim.SGD(model.parameters(), lr=0.0), objective="pg")
+    got = step.micro_batch_loss(mb, StepNormalizers.of([mb]))
+    logp, mask = token_logprobs(model, mb)
+    shaped = losses.per_token_shaped_off_policy_loss(logp, mb["advantages"], mask, gamma=0.1)
+    on = losses.per_token_policy_loss(logp, logp.detach(), mb["advantages"], mask)
+    expected = (shaped[0].sum() + on[1].sum()) / mask.sum()
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)

@@ -53,14 +53,17 @@ class StepNormalizers:
 class NativeTrainStep:
     """`step(micro_batches)`: accumulate gradients over the micro-batches, then one update.
 
-    objective 'ce': SFT cross-entropy. objective 'pg': on-policy clipped policy gradient with
-    per-row `advantages` (old logprobs = current, detached: ratio 1 at the first epoch).
+    objective 'ce': SFT cross-entropy. objective 'pg': clipped policy gradient with per-row
+    `advantages` (old logprobs = current, detached, unless the micro-batch carries
+    `old_logprobs`); rows flagged in an optional bool `off_policy` [B] get LUFFY's shaped loss
+    instead, aggregated together with the on-policy tokens in one `loss_agg`.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                  objective: str = "ce", loss_agg: str = "token-mean",
                  max_grad_norm: float | None = None, clip_eps: float = 0.2,
-                 clip_eps_high: float | None = None, kl_coef: float = 0.0) -> None:
+                 clip_eps_high: float | None = None, kl_coef: float = 0.0,
+                 shaping_gamma: float = 0.1) -> None:
         if objective not in ("ce", "pg"):
             raise ValueError(f"objective: expected 'ce' or 'pg', got {objective!r}")
         if loss_agg not in losses.LOSS_AGGS:
@@ -68,32 +71,44 @@ class NativeTrainStep:
         self.model, self.optimizer = model, optimizer
         self.objective, self.loss_agg = objective, loss_agg
         self.max_grad_norm, self.clip_eps = max_grad_norm, clip_eps
-        self.clip_eps_high, self.kl_coef = clip_eps_high, kl_coef
+        self.clip_eps_high, self.kl_coef, self.shaping_gamma = clip_eps_high, kl_coef, shaping_gamma
 
-    def micro_batch_loss(self, mb: dict, norm: StepNormalizers) -> torch.Tensor:
-        """This micro-batch's share of the step's loss."""
+    def micro_batch_loss(self, mb: dict, norm: StepNormalizers, objective: str | None = None,
+                         loss_agg: str | None = None) -> torch.Tensor:
+        """This micro-batch's share of the step's loss (objective / loss_agg: this call only)."""
         device = next(self.model.parameters()).device
         mb = {k: v.to(device) for k, v in mb.items()}
         logp, mask = token_logprobs(self.model, mb)
-        kwargs = dict(loss_agg=self.loss_agg, num_tokens=norm.num_tokens, num_seqs=norm.num_seqs,
-                      max_len=norm.max_len)
-        if self.objective == "ce":
+        kwargs = dict(loss_agg=loss_agg or self.loss_agg, num_tokens=norm.num_tokens,
+                      num_seqs=norm.num_seqs, max_len=norm.max_len)
+        if (objective or self.objective) == "ce":
             return losses.sft_loss(logp, mask, **kwargs)
         # Rollouts carry the sampling policy's logprobs when updates reuse them (PPO epochs,
         # mini-batches); a fresh on-policy batch has ratio 1.
         old = mb.get("old_logprobs", logp.detach())
-        return losses.policy_loss(logp, old, mb["advantages"], mask, clip_eps=self.clip_eps,
-                                  clip_eps_high=self.clip_eps_high, kl_coef=self.kl_coef,
-                                  ref_logprobs=mb.get("ref_logprobs"), **kwargs)
+        per_token = losses.per_token_policy_loss(
+            logp, old, mb["advantages"], mask, clip_eps=self.clip_eps,
+            clip_eps_high=self.clip_eps_high, kl_coef=self.kl_coef,
+            ref_logprobs=mb.get("ref_logprobs"))
+        if "off_policy" in mb:  # LUFFY: demonstration rows are shaped, not importance-weighted
+            shaped = losses.per_token_shaped_off_policy_loss(logp, mb["advantages"], mask,
+                                                             gamma=self.shaping_gamma)
+            per_token = torch.where(mb["off_policy"][:, None], shaped, per_token)
+        return losses.aggregate(per_token, mask, **kwargs)
 
-    def __call__(self, micro_batches: list[dict]) -> dict[str, float]:
-        self.model.train()
+    def backward(self, micro_batches: list[dict], *, objective: str | None = None,
+                 loss_agg: str | None = None, weight: float = 1.0) -> float:
+        """Accumulate weight x the gradient of one loss over `micro_batches`; returns the loss."""
         norm = StepNormalizers.of(micro_batches)
         total = 0.0
         for mb in micro_batches:
-            loss = self.micro_batch_loss(mb, norm)
-            loss.backward()
+            loss = self.micro_batch_loss(mb, norm, objective, loss_agg)
+            (loss * weight).backward()
             total += float(loss.detach())
+        return total
+
+    def update(self) -> float:
+        """Sum gradients over ranks, clip, step, zero; returns the pre-clip gradient norm."""
         params = [p for p in self.model.parameters() if p.grad is not None]
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             for p in params:  # each rank's share is already globally normalized: sum, not mean
@@ -102,4 +117,9 @@ class NativeTrainStep:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {"grad_norm": float(grad_norm), "loss": total}
+        return float(grad_norm)
+
+    def __call__(self, micro_batches: list[dict]) -> dict[str, float]:
+        self.model.train()
+        loss = self.backward(micro_batches)
+        return {"grad_norm": self.update(), "loss": loss}

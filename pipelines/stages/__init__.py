@@ -32,7 +32,7 @@ def register(cls: type) -> type:
 
 def build_stage(config: StageConfig, index: int):
     """The stage object for a config entry; an unknown kind is a config error."""
-    from ptbench.pipelines.stages import rl, sft  # noqa: F401  (registers the built-in stages)
+    from ptbench.pipelines.stages import mixed, rl, sft  # noqa: F401  (registers built-in stages)
 
     if config.kind not in STAGES:
         raise ConfigError(f"stages[{index}].kind: expected one of {', '.join(sorted(STAGES))}, "

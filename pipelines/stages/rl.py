@@ -31,42 +31,62 @@ class RLStage:
         c = self.config
         self.train = NativeTrainStep(ctx.model, ctx.optimizer(c), objective="pg", loss_agg=c.loss_agg,
                                      max_grad_norm=c.max_grad_norm, clip_eps=c.clip_eps,
-                                     clip_eps_high=c.clip_eps_high, kl_coef=c.kl_coef)
+                                     clip_eps_high=c.clip_eps_high, kl_coef=c.kl_coef,
+                                     shaping_gamma=c.shaping_gamma)
         self.reference = ctx.stage_start if c.kl_coef > 0 else None
 
-    def rollouts(self, ctx) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One batch of scored groups as training rows (prompt masked), and the rewards."""
+    off_policy_per_group = 0
+    """Demonstrations mixed into each group (LUFFY overrides this)."""
+
+    def rollouts(self, ctx) -> tuple[dict[str, torch.Tensor], torch.Tensor, list]:
+        """One batch of scored groups as training rows (prompt masked), and the rewards.
+
+        Each group holds group_size - k sampled completions and k demonstrations (k = 0 for
+        plain GRPO); an `off_policy` row flag marks the demonstrations.
+        """
         c = self.config
+        k = self.off_policy_per_group
         examples = ctx.sample_train(c.batch_size)
         groups = generate(ctx.model, ctx.tokenizer, [e.prompt for e in examples],
-                          max_new_tokens=c.max_new_tokens, num_return=c.group_size,
+                          max_new_tokens=c.max_new_tokens, num_return=c.group_size - k,
                           temperature=c.temperature)
-        rows, starts, rewards = [], [], []
+        ctx.account_generation(examples, c.group_size - k, c.max_new_tokens)
+        rows, starts, rewards, off = [], [], [], []
         for example, completions in zip(examples, groups, strict=True):
             prompt = encode(ctx.tokenizer, example.prompt)
-            for completion in completions:
+            demo = encode(ctx.tokenizer, example.demonstration)
+            for completion, is_demo in [(c_, False) for c_ in completions] + [(demo, True)] * k:
                 rows.append(prompt + (completion or [ctx.tokenizer.eos_token_id]))
                 starts.append(len(prompt))
                 rewards.append(ctx.task.reward(example, ctx.tokenizer.decode(completion)))
-        ctx.account_generation(examples, rows)
-        return pad_rows(rows, starts, ctx.tokenizer.pad_token_id), torch.tensor(rewards)
+                off.append(is_demo)
+        batch = pad_rows(rows, starts, ctx.tokenizer.pad_token_id)
+        if k:
+            batch["off_policy"] = torch.tensor(off)
+        return batch, torch.tensor(rewards), examples
 
-    def step(self, ctx, step: int) -> dict[str, float]:
+    def rl_micro_batches(self, ctx) -> tuple[list[dict], torch.Tensor, list]:
+        """Rollouts with advantages (and reference logprobs), split into micro-batches."""
         c = self.config
-        batch, rewards = self.rollouts(ctx)
+        batch, rewards, examples = self.rollouts(ctx)
         batch["advantages"] = losses.group_advantages(rewards, c.group_size, scale=c.advantage_scale)
         if self.reference is not None:
             with torch.no_grad():
                 batch["ref_logprobs"] = token_logprobs(self.reference, batch)[0]
             ctx.account_forward(batch)
-        micro_batches = split_micro_batches(batch, c.micro_batch_size)
+        return split_micro_batches(batch, c.micro_batch_size), rewards, examples
+
+    def step(self, ctx, step: int) -> dict[str, float]:
+        micro_batches, rewards, _ = self.rl_micro_batches(ctx)
         out = self.train(micro_batches)
         ctx.account_train(micro_batches)
-        grouped = rewards.view(-1, c.group_size)
+        return {**self.reward_metrics(rewards), "train/loss": out["loss"],
+                "train/grad_norm": out["grad_norm"]}
+
+    def reward_metrics(self, rewards: torch.Tensor) -> dict[str, float]:
+        grouped = rewards.view(-1, self.config.group_size)
         return {
             "train/reward": float(rewards.mean()),
-            "train/loss": out["loss"],
-            "train/grad_norm": out["grad_norm"],
             # An RL run that learns nothing shows it: groups whose rewards are all equal carry
             # zero advantage and zero gradient.
             "train/nonzero_adv_groups": float((grouped.std(dim=1) > 0).float().mean()),

@@ -156,6 +156,8 @@ class StageConfig:
     """Truncated RL: stop once the stage's FLOPs reach this."""
     max_grad_norm: float | None = 1.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    """'constant' or 'cosine' (to 0 at the last step), after `warmup_steps` of linear warmup."""
 
     def __post_init__(self) -> None:
         require(self.steps >= 1, "steps", "an integer >= 1", self.steps)
@@ -165,6 +167,10 @@ class StageConfig:
             require(self.micro_batch_size >= 1, "micro_batch_size", "an integer >= 1",
                     self.micro_batch_size)
         require(self.loss_agg in LOSS_AGGS, "loss_agg", f"one of {LOSS_AGGS}", self.loss_agg)
+        require(self.lr_schedule in ("constant", "cosine"), "lr_schedule", "'constant' or 'cosine'",
+                self.lr_schedule)
+        require(0 <= self.warmup_steps < self.steps, "warmup_steps",
+                f"an integer between 0 and steps - 1 ({self.steps - 1})", self.warmup_steps)
         require(self.advantage_scale in ("std", "none"), "advantage_scale", "'std' or 'none'",
                 self.advantage_scale)
         if self.kind in ("rl", "luffy", "srft"):

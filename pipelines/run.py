@@ -14,6 +14,7 @@ import argparse
 import copy
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -145,6 +146,16 @@ def save_checkpoint(out: Path, ctx: RunContext, state: dict, optimizer,
 
 
 # ------------------------------------------------------------------------------- the loop
+def lr_factor(stage: StageConfig, step: int) -> float:
+    """Linear warmup over `warmup_steps`, then constant or cosine to 0 at the stage's last step."""
+    if step <= stage.warmup_steps:
+        return step / (stage.warmup_steps + 1)
+    if stage.lr_schedule == "constant":
+        return 1.0
+    progress = (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def evaluate(ctx: RunContext, held_out: dict, start_params, base_params, base_model,
              stage_start_model) -> dict[str, float]:
     """Every eval-point measurement, ID and OOD, and the non-decoupling signals."""
@@ -240,6 +251,8 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
         if first == 0:
             log(0, evaluate(ctx, held_out, stage_start_params, base_params, base_model, stage_start))
         for step in tqdm(range(first + 1, last + 1), desc=name, initial=first, total=last):
+            for group in optimizer.param_groups:
+                group["lr"] = sc.lr * lr_factor(sc, step)
             metrics = stage.step(ctx, step)
             state.update(stage_index=index, step=step, global_step=state["global_step"] + 1)
             if step % e.every == 0 or step == last:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 
 from ptbench.pipelines import losses
+from ptbench.pipelines.backends import trl
 from ptbench.pipelines.backends.native import NativeTrainStep, token_logprobs
-from ptbench.pipelines.config import StageConfig
+from ptbench.pipelines.config import ConfigError, StageConfig
 from ptbench.pipelines.data import encode, pad_rows, split_micro_batches
 from ptbench.pipelines.rollout import generate
 from ptbench.pipelines.stages import register
@@ -29,11 +30,33 @@ class RLStage:
 
     def setup(self, ctx) -> None:
         c = self.config
+        self.reference = ctx.stage_start if c.kl_coef > 0 else None
+        if ctx.config.backend == "trl":
+            self.train = self.trl_step(ctx)
+            return
         self.train = NativeTrainStep(ctx.model, ctx.optimizer(c), objective="pg", loss_agg=c.loss_agg,
                                      max_grad_norm=c.max_grad_norm, clip_eps=c.clip_eps,
                                      clip_eps_high=c.clip_eps_high, kl_coef=c.kl_coef,
                                      shaping_gamma=c.shaping_gamma)
-        self.reference = ctx.stage_start if c.kl_coef > 0 else None
+
+    def trl_step(self, ctx):
+        """GRPOTrainer with the loss_type that declares this stage's loss_agg."""
+        c = self.config
+        where = f"stages[{self.index}]"
+        if self.kind != "rl":
+            raise ConfigError(f"{where}.kind: the TRL backend has no {self.kind!r} stage; "
+                              "use backend: native")
+        if c.loss_agg not in trl.GRPO_LOSS_TYPE:
+            raise ConfigError(f"{where}.loss_agg: the TRL backend supports "
+                              f"{sorted(trl.GRPO_LOSS_TYPE)}, got {c.loss_agg!r}")
+        try:
+            return trl.grpo_step(ctx.model, ctx.optimizer(c), lr=c.lr,
+                                 loss_type=trl.GRPO_LOSS_TYPE[c.loss_agg], rows=c.group_size,
+                                 grad_accum=c.batch_size, max_grad_norm=c.max_grad_norm,
+                                 clip_eps=c.clip_eps, clip_eps_high=c.clip_eps_high,
+                                 kl_coef=c.kl_coef)
+        except trl.UnsupportedByTRL as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
     off_policy_per_group = 0
     """Demonstrations mixed into each group (LUFFY overrides this)."""
@@ -74,7 +97,9 @@ class RLStage:
             with torch.no_grad():
                 batch["ref_logprobs"] = token_logprobs(self.reference, batch)[0]
             ctx.account_forward(batch)
-        return split_micro_batches(batch, c.micro_batch_size), rewards, examples
+        # TRL's GRPOTrainer takes one prompt's group per micro-batch.
+        size = c.group_size if ctx.config.backend == "trl" else c.micro_batch_size
+        return split_micro_batches(batch, size), rewards, examples
 
     def step(self, ctx, step: int) -> dict[str, float]:
         micro_batches, rewards, _ = self.rl_micro_batches(ctx)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ptbench.pipelines.backends import trl
 from ptbench.pipelines.backends.native import NativeTrainStep
-from ptbench.pipelines.config import StageConfig
+from ptbench.pipelines.config import ConfigError, StageConfig
 from ptbench.pipelines.data import demonstration_batch, split_micro_batches
 from ptbench.pipelines.stages import register
 
@@ -18,9 +19,16 @@ class SFTStage:
         self.config, self.index = config, index
 
     def setup(self, ctx) -> None:
-        self.train = NativeTrainStep(ctx.model, ctx.optimizer(self.config), objective="ce",
-                                     loss_agg=self.config.loss_agg,
-                                     max_grad_norm=self.config.max_grad_norm)
+        c = self.config
+        if ctx.config.backend == "trl":
+            if c.loss_agg != "token-mean":
+                raise ConfigError(f"stages[{self.index}].loss_agg: the TRL backend's SFTTrainer "
+                                  f"declares token-mean only, got {c.loss_agg!r}")
+            self.train = trl.sft_step(ctx.model, ctx.optimizer(c), lr=c.lr,
+                                      max_grad_norm=c.max_grad_norm, tokenizer=ctx.tokenizer)
+        else:
+            self.train = NativeTrainStep(ctx.model, ctx.optimizer(c), objective="ce",
+                                         loss_agg=c.loss_agg, max_grad_norm=c.max_grad_norm)
 
     def step(self, ctx, step: int) -> dict[str, float]:
         examples = ctx.sample_train(self.config.batch_size)

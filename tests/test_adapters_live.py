@@ -80,7 +80,8 @@ def world_size_2():
     clean = run_distributed(2, configs=[c.name for c in registry.CONFIGS if c.world_size == 2])
     planted = run_distributed(2, configs=["deepspeed-z2-offload-ws2", "deepspeed-z1-offload-ws2"],
                               plant="deepspeed-offload-drops-middle")
-    return clean, planted
+    native = run_distributed(2, configs=["ptbench-native-ws2"], plant="native-local-normalizers")
+    return clean, planted + native
 
 
 def test_world_size_2_passes_on_installed_deepspeed(world_size_2):
@@ -102,3 +103,5 @@ def test_world_size_2_catches_offload_bug_per_rank(world_size_2):
     sgd = next(r for r in by_config["deepspeed-z2-offload-ws2"] if r["optimizer"] == "sgd")
     # ranks hold micro-batches (1, 3, 5) and (2, 4, 6): each drops its middle one
     assert "micro-batches 3-4 of 6 look dropped" in sgd["text"], sgd["text"]
+    # ptbench's native backend at world size 2 passes clean and fails with local normalizers
+    assert any(r["status"] == "fail" for r in by_config["ptbench-native-ws2"])

@@ -9,7 +9,8 @@ from ptbench.reports.store import write_json_atomic
 
 
 def _write(root, package, version, statuses, install_error=None):
-    records = [{"framework": name, "status": s} for name, s in statuses.items()]
+    records = [{"framework": name, "objective": obj, "status": s}
+               for (name, obj), s in statuses.items()]
     doc = {"kind": "probes", "environment": {}, "records": records,
            "subject": {"package": package, "version": version}}
     if install_error:
@@ -18,14 +19,15 @@ def _write(root, package, version, statuses, install_error=None):
 
 
 def test_table_from_results_files(tmp_path):
-    _write(tmp_path, "deepspeed", "0.19.0", {"deepspeed-z2-ws1": "pass", "deepspeed-z2-offload-ws1": "pass"})
-    _write(tmp_path, "deepspeed", "0.18.9", {"deepspeed-z2-ws1": "pass", "deepspeed-z2-offload-ws1": "fail"})
+    _write(tmp_path, "deepspeed", "0.19.0", {("deepspeed-z2-ws1", "pg"): "pass",
+                                             ("deepspeed-z2-offload-ws1", "pg"): "pass"})
+    _write(tmp_path, "deepspeed", "0.18.9", {("deepspeed-z2-ws1", "pg"): "pass",
+                                             ("deepspeed-z2-offload-ws1", "pg"): "fail"})
     _write(tmp_path, "deepspeed", "0.9.0", {}, install_error="needs torch<2")
     table = build_table(tmp_path).splitlines()
-    assert table[0] == "| deepspeed | deepspeed-z2-ws1 | deepspeed-z2-offload-ws1 |"
-    assert table[2] == "| 0.9.0 | not installable | not installable |"
-    assert table[3] == "| 0.18.9 | pass | **FAIL** |"
-    assert table[4] == "| 0.19.0 | pass | pass |"
+    assert table[0] == "| deepspeed | 0.9.0 pg | 0.18.9 pg | 0.19.0 pg |"
+    assert table[2] == "| deepspeed-z2-ws1 | not installable | pass | pass |"
+    assert table[3] == "| deepspeed-z2-offload-ws1 | not installable | **FAIL** | pass |"
 
 
 def test_bad_release_and_empty_root_are_clear(tmp_path):

@@ -139,3 +139,15 @@ def test_probe_restores_thread_count():
     before = torch.get_num_threads()
     check_update_equivalence(make_step)
     assert torch.get_num_threads() == before
+
+
+def test_deepspeed_config_that_cannot_run_is_a_clear_error():
+    from ptbench.fixtures.probes.adapters.deepspeed_engine import deepspeed_config
+
+    opt = ProbeOptimizer("sgd", 0.1, "token-mean", "ce", 6)
+    with pytest.raises(ValueError, match="offload: ZeRO stage 0 cannot offload the optimizer"):
+        deepspeed_config(0, True, opt, rows=2, grad_accum=6, world=1)
+    with pytest.raises(ValueError, match=r"stage: expected one of \(0, 1, 2, 3\), got 4"):
+        deepspeed_config(4, False, opt, rows=2, grad_accum=6, world=1)
+    config = deepspeed_config(2, True, opt, rows=2, grad_accum=3, world=2)
+    assert config["train_batch_size"] == 12 and config["zero_optimization"]["offload_optimizer"]

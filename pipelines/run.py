@@ -258,11 +258,11 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
                 group["lr"] = sc.lr * lr_factor(sc, step)
             metrics = stage.step(ctx, step)
             state.update(stage_index=index, step=step, global_step=state["global_step"] + 1)
-            if step % e.every == 0 or step == last:
+            over_budget = sc.budget_flops is not None and ctx.ledger.total >= sc.budget_flops
+            if step % e.every == 0 or step == last or over_budget:
                 metrics.update(evaluate(ctx, held_out, stage_start_params, base_params, base_model,
                                         stage_start))
             log(step, metrics)
-            over_budget = sc.budget_flops is not None and ctx.ledger.total >= sc.budget_flops
             if over_budget or step == last or (config.checkpoint_every and step % config.checkpoint_every == 0):
                 at_end = over_budget or step == last
                 save_checkpoint(out, ctx, {**state, "stage_index": index + at_end,

@@ -166,3 +166,17 @@ def test_trl_backend_rl_stage_runs(tmp_path):
 def test_trl_backend_refuses_what_trl_cannot_express(tmp_path, stage, message):
     with pytest.raises(ConfigError, match=message):
         run_pipeline(_config(stages=[stage], backend="trl"), tmp_path / "x", cache=tmp_path / "c")
+
+
+def test_rl_truncated_by_flops_budget(tmp_path):
+    """budget_flops stops the stage once the pipeline's FLOPs reach it, and the next stage runs."""
+    rl = {"kind": "rl", "steps": 10, "lr": 1e-4, "batch_size": 2, "group_size": 3,
+          "max_new_tokens": 4, "budget_flops": 1.0}
+    sft = {"kind": "sft", "steps": 1, "batch_size": 4}
+    rows = Tracker.read(run_pipeline(_config(stages=[rl, sft], checkpoint_every=0),
+                                     tmp_path / "budget", cache=tmp_path / "cache"))
+    rl_steps = {r.step for r in rows if r.stage == "0:rl" and r.metric == "train/reward"}
+    assert rl_steps == {1}, "the first step already spends more than 1 FLOP"
+    assert any(r.stage == "0:rl" and r.step == 1 and r.metric == "eval/id_accuracy" for r in rows), \
+        "a truncated stage ends with an eval point"
+    assert any(r.stage == "1:sft" and r.metric == "train/loss" for r in rows)

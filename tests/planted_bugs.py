@@ -6,6 +6,7 @@ row splitting or accumulation dtype. The probe must fail every bug and pass ever
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -69,14 +70,10 @@ class ExtraGradAccumScale(TorchStep):
 class WrongAggregation(TorchStep):
     """Computes another aggregation than the one declared (e.g. per-sequence mean for token-mean)."""
 
-    def micro_batch_loss(self, mb, norm):
-        declared = self.opt.loss_agg
-        other = "seq-mean-token-mean" if declared == "token-mean" else "token-mean"
-        object.__setattr__(self.opt, "loss_agg", other)
-        try:
-            return super().micro_batch_loss(mb, norm)
-        finally:
-            object.__setattr__(self.opt, "loss_agg", declared)
+    def __init__(self, model, opt):
+        super().__init__(model, opt)
+        other = "seq-mean-token-mean" if opt.loss_agg == "token-mean" else "token-mean"
+        self.opt = dataclasses.replace(opt, loss_agg=other)
 
 
 class PaddingCounted(TorchStep):

@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from ptbench.fixtures.models import TINY_PRESETS, build_tiny_model, load_causal_lm, train_tokenizer
 from ptbench.fixtures.tasks import get_task
-from ptbench.pipelines import evaluation
+from ptbench.pipelines import distributed, evaluation
 from ptbench.pipelines.backends.native import NativeTrainStep
-from ptbench.pipelines.config import PipelineConfig, StageConfig, load_config
+from ptbench.pipelines.config import ConfigError, PipelineConfig, StageConfig, load_config
 from ptbench.pipelines.data import demonstration_batch
 from ptbench.pipelines.flops import FlopsLedger, ModelShape
 from ptbench.pipelines.stages import build_stage
@@ -56,9 +56,19 @@ class RunContext:
     """A frozen copy of the policy at the start of the current stage (the KL reference)."""
 
     def sample_train(self, n: int) -> list:
-        """`n` training examples drawn with replacement by the run's seeded generator."""
+        """This rank's share of `n` training examples drawn with replacement by the run's
+        seeded generator (every rank draws the same `n`)."""
         idx = torch.randint(len(self.train_pool), (n,), generator=self.generator)
-        return [self.train_pool[int(i)] for i in idx]
+        return distributed.shard([self.train_pool[int(i)] for i in idx])
+
+    def sync_counters(self, before: tuple[FlopsLedger, int]) -> None:
+        """Make FLOPs and tokens global: sum over ranks what each rank added since `before`."""
+        ledger, tokens = before
+        fields = ("train", "generation", "extra_forward")
+        delta = [getattr(self.ledger, f) - getattr(ledger, f) for f in fields] + [self.tokens - tokens]
+        delta = distributed.sum_over_ranks(delta, dtype=torch.int64)
+        self.ledger = FlopsLedger(**{f: getattr(ledger, f) + int(d) for f, d in zip(fields, delta[:-1], strict=True)})
+        self.tokens = tokens + int(delta[-1])
 
     def optimizer(self, stage: StageConfig) -> torch.optim.Optimizer:
         """AdamW for a stage (weight decay 0), kept so checkpoints can save its state."""
@@ -125,13 +135,18 @@ def _tokenizer(path: Path):
 # ------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(out: Path, ctx: RunContext, state: dict, optimizer,
                     stage_start: torch.nn.Module | None) -> Path:
-    """Atomically write model, tokenizer, optimizer, RNG and runner state."""
+    """Atomically write model, tokenizer, optimizer, RNG (every rank's torch RNG) and runner
+    state; rank 0 writes, the other ranks wait."""
     target = out / "checkpoints" / f"step-{state['global_step']:06d}"
+    torch_rngs = distributed.gather_objects(torch.get_rng_state())
+    if not distributed.is_main():
+        distributed.barrier()
+        return target
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=out / "checkpoints"))
     ctx.model.save_pretrained(tmp)
     ctx.tokenizer.save_pretrained(tmp)
     torch.save({"optimizer": optimizer.state_dict() if optimizer else None,
-                "generator": ctx.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "generator": ctx.generator.get_state(), "torch_rng": torch_rngs,
                 "python_rng": random.getstate(), "ledger": ctx.ledger.to_dict(),
                 "tokens": ctx.tokens, "state": state,
                 # mid-stage only: the stage's starting weights, for KL / distance after a resume
@@ -142,10 +157,37 @@ def save_checkpoint(out: Path, ctx: RunContext, state: dict, optimizer,
     os.replace(tmp, target)
     (out / "checkpoints" / "latest.tmp").write_text(target.name)
     os.replace(out / "checkpoints" / "latest.tmp", out / "checkpoints" / "latest")
+    distributed.barrier()
     return target
 
 
 # ------------------------------------------------------------------------------- the loop
+SUMMED_METRICS = ("train/loss", "train/rl_loss", "train/sft_loss")
+"""Step metrics that add up over ranks (each rank's loss is its share of the global loss);
+the others are averages over equal shares of the batch and are averaged."""
+
+
+def reduce_step_metrics(metrics: dict[str, float | None]) -> dict[str, float | None]:
+    """A step's metrics over all ranks (identical values, such as the grad norm, stay)."""
+    if distributed.world_size() == 1:
+        return metrics
+    names = sorted(k for k, v in metrics.items() if v is not None)
+    totals = distributed.sum_over_ranks([float(metrics[k]) for k in names])
+    w = distributed.world_size()
+    return {**metrics, **{k: t if k in SUMMED_METRICS else t / w for k, t in zip(names, totals, strict=True)}}
+
+
+def check_world_size(config: PipelineConfig, world: int) -> None:
+    """Every stage's batch must split evenly over the ranks; the TRL backend runs one process."""
+    if world == 1:
+        return
+    if config.backend != "native":
+        raise ConfigError(f"backend: world size {world} runs the native backend only (TRL's "
+                          f"trainers launch their own processes), got {config.backend!r}")
+    for i, stage in enumerate(config.stages):
+        if stage.batch_size % world:
+            raise ConfigError(f"stages[{i}].batch_size: expected a multiple of the world size "
+                              f"{world}, got {stage.batch_size}")
 def lr_factor(stage: StageConfig, step: int) -> float:
     """Linear warmup over `warmup_steps`, then constant or cosine to 0 at the stage's last step."""
     if step <= stage.warmup_steps:
@@ -184,16 +226,23 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
     out = Path(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     stages = [build_stage(s, i) for i, s in enumerate(config.stages)]  # validates kinds first
+    distributed.init_from_env()
+    check_world_size(config, distributed.world_size())
+    main_rank = distributed.is_main()
     task = get_task(config.task.name, **config.task.options)
     cache = Path(cache or os.environ.get("PTBENCH_CACHE", Path.home() / ".cache" / "ptbench")) / "base"
     cache.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed + distributed.rank())  # ranks sample different completions
     random.seed(config.seed)
     if not torch.cuda.is_available():
         # Tiny models on a CPU run several times faster on one thread than on contended many.
         torch.set_num_threads(int(os.environ.get("PTBENCH_TORCH_THREADS", "1")))
     if config.model.startswith("tiny:"):
+        if not main_rank:  # rank 0 builds and caches the base model, the others load it
+            distributed.barrier()
         model, tokenizer = tiny_base_model(config, task, cache)
+        if main_rank:
+            distributed.barrier()
     else:  # a hub id or a local path, on CUDA with bf16 where present
         model, tokenizer = load_causal_lm(config.model), _tokenizer(config.model)
     base_model = copy.deepcopy(model).eval()
@@ -207,7 +256,7 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
                                             [d.demonstration for d in demos])
     ctx = RunContext(config, model, tokenizer, task, task.examples("train", TRAIN_POOL, seed=config.seed),
                      torch.Generator().manual_seed(config.seed), ModelShape.from_config(model.config))
-    tracker = Tracker(out / "metrics.jsonl", config.name, config.seed)
+    tracker = Tracker(out / "metrics.jsonl", config.name, config.seed)  # written by rank 0 only
     state = {"stage_index": 0, "step": 0, "global_step": 0}
     saved = None
     if resume and (out / "checkpoints" / "latest").exists():
@@ -215,6 +264,10 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
         loaded = load_causal_lm(str(ckpt), device="cpu")
         ctx.model.load_state_dict(loaded.state_dict())
         saved = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        if len(saved["torch_rng"]) != distributed.world_size():
+            raise ValueError(f"--resume: {ckpt} was written at world size {len(saved['torch_rng'])}, "
+                             f"this run has {distributed.world_size()}")
+        saved["torch_rng"] = saved["torch_rng"][distributed.rank()]
         state = saved["state"]
         ctx.generator.set_state(saved["generator"])
         ctx.tokens = saved["tokens"]
@@ -224,7 +277,8 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
         resume_at = (state["stage_index"], state["step"] if state["step"] else -1)
         kept = [r for r in Tracker.read(out / "metrics.jsonl") if (r.stage_index, r.step) <= resume_at]
         tracker = Tracker(out / "metrics.jsonl", config.name, config.seed, kept)
-        tracker.flush()
+        if main_rank:
+            tracker.flush()
     stage_start_params = base_params
     for index in range(state["stage_index"], len(stages)):
         stage, sc = stages[index], config.stages[index]
@@ -246,23 +300,30 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
         last = min(sc.steps, sc.budget_steps or sc.steps)
         name = f"{index}:{sc.kind}"
 
-        def log(step: int, metrics: dict[str, float], _name=name, _index=index) -> None:
-            flops = ctx.ledger.to_dict()
-            metrics = {**metrics, **{f"flops/{k}": v for k, v in flops.items()}}
-            tracker.log(_name, _index, step, state["global_step"], metrics, ctx.ledger.total, ctx.tokens)
+        def log(step: int, metrics: dict[str, float], evaluated: bool, _name=name, _index=index,
+                _start_params=stage_start_params, _start=stage_start) -> None:
+            if evaluated and main_rank:
+                metrics.update(evaluate(ctx, held_out, _start_params, base_params, base_model, _start))
+            if main_rank:
+                flops = ctx.ledger.to_dict()
+                metrics = {**metrics, **{f"flops/{k}": v for k, v in flops.items()}}
+                tracker.log(_name, _index, step, state["global_step"], metrics, ctx.ledger.total,
+                            ctx.tokens)
+            if evaluated:
+                distributed.barrier()
 
         if first == 0:
-            log(0, evaluate(ctx, held_out, stage_start_params, base_params, base_model, stage_start))
-        for step in tqdm(range(first + 1, last + 1), desc=name, initial=first, total=last):
+            log(0, {}, evaluated=True)
+        for step in tqdm(range(first + 1, last + 1), desc=name, initial=first, total=last,
+                         disable=not main_rank):
             for group in optimizer.param_groups:
                 group["lr"] = sc.lr * lr_factor(sc, step)
-            metrics = stage.step(ctx, step)
+            before = (copy.copy(ctx.ledger), ctx.tokens)
+            metrics = reduce_step_metrics(stage.step(ctx, step))
+            ctx.sync_counters(before)
             state.update(stage_index=index, step=step, global_step=state["global_step"] + 1)
             over_budget = sc.budget_flops is not None and ctx.ledger.total >= sc.budget_flops
-            if step % e.every == 0 or step == last or over_budget:
-                metrics.update(evaluate(ctx, held_out, stage_start_params, base_params, base_model,
-                                        stage_start))
-            log(step, metrics)
+            log(step, metrics, evaluated=step % e.every == 0 or step == last or over_budget)
             if over_budget or step == last or (config.checkpoint_every and step % config.checkpoint_every == 0):
                 at_end = over_budget or step == last
                 save_checkpoint(out, ctx, {**state, "stage_index": index + at_end,
@@ -283,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     path = run_pipeline(load_config(args.config), args.out, resume=args.resume)
-    print(f"metrics: {path}")
+    if distributed.is_main():
+        print(f"metrics: {path}")
+    distributed.shutdown()
     return 0
 
 

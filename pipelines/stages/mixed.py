@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ptbench.pipelines import losses
+from ptbench.pipelines import distributed
 from ptbench.pipelines.config import ConfigError, StageConfig
 from ptbench.pipelines.data import demonstration_batch, split_micro_batches
 from ptbench.pipelines.stages import register
@@ -66,9 +66,12 @@ class SRFTStage(RLStage):
 
     @torch.no_grad()
     def demonstration_entropy(self, ctx, demos: dict) -> torch.Tensor:
-        """Mean per-token entropy (nats) of the policy on the demonstration tokens."""
+        """Mean per-token entropy (nats) of the policy on the demonstration tokens of the whole
+        step (all ranks)."""
         logits = ctx.model(input_ids=demos["input_ids"], attention_mask=demos["attention_mask"]).logits
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         per_token = -(logp.exp() * logp).sum(-1)
         ctx.account_forward(demos)
-        return losses.aggregate(per_token, demos["labels"][:, 1:] != -100)
+        mask = demos["labels"][:, 1:] != -100
+        total, count = distributed.sum_over_ranks([float(per_token[mask].sum()), float(mask.sum())])
+        return torch.tensor(total / count)

@@ -1,0 +1,80 @@
+"""Data parallelism for the runner, started by an existing launcher (torchrun, accelerate launch).
+
+    torchrun --standalone --nproc-per-node 2 -m ptbench.pipelines.run CONFIG --out DIR
+
+Every rank holds the whole model and draws the same global batch from the same seeded
+generator, then trains on its contiguous shard of the rows (RL: of the prompts, so a group never
+straddles ranks). The native backend normalizes each rank's loss by the step's global counts and
+sums gradients over ranks, so a step at world size 2 is the step at world size 1. Rank 0
+evaluates, writes metric rows and checkpoints; the other ranks wait at a barrier.
+Gloo on CPU, NCCL on CUDA (one device per rank, `LOCAL_RANK`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def init_from_env() -> None:
+    """Join the process group a launcher described in the environment (no-op at world size 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def shutdown() -> None:
+    """Leave the process group, if one was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    """Whether this process evaluates, logs and writes checkpoints."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def shard(items: list[T]) -> list[T]:
+    """This rank's contiguous share of `items` (its length must divide by the world size)."""
+    n, w = len(items), world_size()
+    if n % w:
+        raise ValueError(f"batch of {n} rows cannot be split evenly over {w} ranks")
+    return items[rank() * n // w:(rank() + 1) * n // w]
+
+
+def sum_over_ranks(values: list, dtype: torch.dtype = torch.float64) -> list:
+    """Element-wise sums over ranks (int64 keeps FLOP counters of large models exact)."""
+    if world_size() == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=dtype)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather_objects(obj: object) -> list[object]:
+    """Every rank's `obj`, in rank order (a list of one at world size 1)."""
+    if world_size() == 1:
+        return [obj]
+    out: list[object] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

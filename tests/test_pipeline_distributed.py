@@ -1,0 +1,104 @@
+"""Pipelines at world size 2 (torchrun, gloo on CPU): a step on two ranks is the step on one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ptbench.pipelines.config import ConfigError, PipelineConfig, from_dict
+from ptbench.pipelines.run import check_world_size, run_pipeline
+from ptbench.pipelines.tracking import Tracker
+
+SFT_THEN_RL = {
+    "name": "ws", "model": "tiny:probe-qwen2", "task": {"name": "arithmetic"},
+    "base": {"steps": 3, "batch_size": 8},
+    "eval": {"every": 3, "n_id": 4, "n_ood": 4, "n_demos": 4, "n_reward": 4},
+    "stages": [
+        {"kind": "sft", "steps": 3, "batch_size": 8, "micro_batch_size": 3},
+        {"kind": "rl", "steps": 2, "lr": 1e-4, "batch_size": 2, "group_size": 3,
+         "max_new_tokens": 4, "kl_coef": 0.01},
+        {"kind": "srft", "steps": 1, "lr": 1e-4, "batch_size": 2, "group_size": 3,
+         "max_new_tokens": 4},
+    ],
+}
+
+
+def torchrun(config: dict, out, cache) -> subprocess.CompletedProcess:
+    path = out.parent / f"{out.name}.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "PTBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "ptbench.pipelines.run", str(path), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=600)
+
+
+def final_weights(out) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    return load_file(out / "checkpoints" / latest / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same pipeline at world size 1 (in process) and 2 (torchrun)."""
+    tmp = tmp_path_factory.mktemp("ws")
+    sft_only = {**SFT_THEN_RL, "stages": SFT_THEN_RL["stages"][:1]}
+    run_pipeline(from_dict(PipelineConfig, sft_only), tmp / "sft-ws1", cache=tmp / "cache")
+    done = torchrun(sft_only, tmp / "sft-ws2", tmp / "cache")
+    assert done.returncode == 0, done.stderr[-4000:]
+    done = torchrun(SFT_THEN_RL, tmp / "all-ws2", tmp / "cache")
+    assert done.returncode == 0, done.stderr[-4000:]
+    return tmp
+
+
+def test_sft_at_world_size_2_matches_world_size_1(runs):
+    one, two = final_weights(runs / "sft-ws1"), final_weights(runs / "sft-ws2")
+    assert one.keys() == two.keys()
+    for name in one:  # only the order of float sums differs
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+
+    def rows(out):
+        return {(r.step, r.metric): r for r in Tracker.read(out / "metrics.jsonl")}
+
+    a, b = rows(runs / "sft-ws1"), rows(runs / "sft-ws2")
+    assert a.keys() == b.keys()
+    for key, row in a.items():
+        # Counts are global: the same tokens; FLOPs count padded positions, which depend on how
+        # rows fall into micro-batches, so they are close to world size 1's, not half of them.
+        assert b[key].tokens == row.tokens, key
+        assert 0.8 * row.flops <= b[key].flops <= 1.25 * row.flops, key
+        if key[1] in ("train/loss", "train/grad_norm", "eval/sft_ce"):
+            assert b[key].value == pytest.approx(row.value, rel=1e-4), key
+
+
+def test_every_stage_runs_at_world_size_2(runs):
+    rows = Tracker.read(runs / "all-ws2" / "metrics.jsonl")
+    assert {r.stage for r in rows} == {"0:sft", "1:rl", "2:srft"}
+    per_step = [r for r in rows if r.metric == "train/reward"]
+    assert len(per_step) == 3 and all(0.0 <= r.value <= 1.0 for r in per_step)
+    flops = [r.flops for r in rows]
+    assert flops == sorted(flops)
+    generation = max(r.value for r in rows if r.metric == "flops/generation")
+    assert generation > 0
+    assert (runs / "all-ws2" / "checkpoints" / "latest").read_text().strip() == "step-000006"
+
+
+def test_world_size_errors_name_the_field():
+    config = from_dict(PipelineConfig, {**SFT_THEN_RL, "stages": [
+        {"kind": "sft", "steps": 1, "batch_size": 8},
+        {"kind": "rl", "steps": 1, "batch_size": 3, "group_size": 2}]})
+    with pytest.raises(ConfigError, match=r"stages\[1\].batch_size: expected a multiple of the "
+                                          r"world size 2, got 3"):
+        check_world_size(config, 2)
+    check_world_size(config, 1)
+    trl = from_dict(PipelineConfig, {**SFT_THEN_RL, "backend": "trl",
+                                     "stages": SFT_THEN_RL["stages"][:1]})
+    with pytest.raises(ConfigError, match="backend: world size 2 runs the native backend only"):
+        check_world_size(trl, 2)

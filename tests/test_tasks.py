@@ -43,8 +43,12 @@ def _corrupt(name: str, example: Example) -> str:
     if name == "arithmetic":
         last = demo[-2]
         return demo[:-2] + str((int(last) + 1) % 10) + "."
-    if name == "generalpoints":
-        return demo.replace("+", "-", 1) if "+" in demo else demo.replace("*", "+", 1)
+    if name == "generalpoints":  # the same numbers, one operator changed, another value
+        for old, new in [("+", "-"), ("*", "+"), ("-", "+"), ("/", "*")]:
+            wrong = demo.replace(old, new, 1)
+            if old in demo and abs(eval(wrong[:-1]) - example.meta["target"]) > 1e-9:  # noqa: S307
+                return wrong
+        raise AssertionError(f"no corruption of {demo!r}")
     if name == "math":
         return demo[: demo.rfind("\\boxed")] + "\\boxed{" + example.answer + "+1}"
     return " no." if example.answer == "yes" else " yes."
@@ -256,8 +260,18 @@ def test_generalpoints_ood_may_include_hands_without_face_cards():
     assert all(task.reward(e, e.demonstration) == 1.0 for e in examples)
 
 
-def test_generalpoints_train_and_id_share_no_problem_up_to_card_order(tasks):
+def test_generalpoints_train_and_id_share_no_deal(tasks):
     task = tasks["generalpoints"]
+    train = {tuple(e.meta["cards"]) for e in task.examples("train", 1500, seed=2)}
+    ids = [tuple(e.meta["cards"]) for e in task.examples("id", 200, seed=2)]
+    assert not train & set(ids)
+    values = {tuple(sorted(e.meta["values"])) for e in task.examples("train", 1500, seed=2)}
+    assert any(tuple(sorted(e.meta["values"])) in values for e in task.examples("id", 200, seed=2)), \
+        "by default an id deal may hold a training deal's values in another order"
+
+
+def test_generalpoints_multiset_split_shares_no_problem_up_to_card_order():
+    task = GeneralPointsTask(id_disjoint="multiset")
     train = task.examples("train", 1500, seed=2)
     ids = task.examples("id", 200, seed=2)
     assert not {tuple(sorted(e.meta["values"])) for e in train} & {
@@ -294,6 +308,8 @@ def test_generalpoints_config_is_validated():
         GeneralPointsTask(id_face_values=(10, 10))
     with pytest.raises(ValueError, match="GeneralPointsConfig.target: expected a positive int"):
         GeneralPointsTask(target=0)
+    with pytest.raises(ValueError, match="GeneralPointsConfig.id_disjoint: expected 'hand' or"):
+        GeneralPointsTask(id_disjoint="deal")
     with pytest.raises(ValueError, match="asked for 201 'id' hands"):
         GeneralPointsTask().examples("id", 201)
 

@@ -154,6 +154,12 @@ class StageConfig:
     """Truncated RL: stop after this many steps (<= steps)."""
     budget_flops: float | None = None
     """Truncated RL: stop once the stage's FLOPs reach this."""
+    num_iterations: int = 1
+    """RL: passes over each rollout batch (PPO epochs, TRL's `num_iterations`). From the second
+    update on, the ratio to the sampling policy differs from 1 and clipping acts."""
+    mini_batches: int = 1
+    """RL: optimizer updates per pass, each on an equal share of the batch's groups. A stage
+    step (one rollout batch) takes num_iterations x mini_batches updates."""
     max_grad_norm: float | None = 1.0
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -178,6 +184,13 @@ class StageConfig:
                     "an integer >= 2 (group-normalized advantages need two rollouts)", self.group_size)
             require(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)
             require(self.temperature > 0, "temperature", "a float > 0", self.temperature)
+        require(self.num_iterations >= 1, "num_iterations", "an integer >= 1", self.num_iterations)
+        require(self.mini_batches >= 1 and self.batch_size % self.mini_batches == 0, "mini_batches",
+                f"an integer >= 1 dividing batch_size ({self.batch_size})", self.mini_batches)
+        if self.kind not in ("rl", "luffy"):
+            for name in ("num_iterations", "mini_batches"):
+                require(getattr(self, name) == 1, name,
+                        f"1 (a {self.kind!r} stage takes one update per batch)", getattr(self, name))
         if self.kind == "luffy":
             require(1 <= self.off_policy_per_group < self.group_size, "off_policy_per_group",
                     f"between 1 and group_size - 1 ({self.group_size - 1})", self.off_policy_per_group)

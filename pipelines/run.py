@@ -185,9 +185,11 @@ def check_world_size(config: PipelineConfig, world: int) -> None:
         raise ConfigError(f"backend: world size {world} runs the native backend only (TRL's "
                           f"trainers launch their own processes), got {config.backend!r}")
     for i, stage in enumerate(config.stages):
-        if stage.batch_size % world:
+        if stage.batch_size % (world * stage.mini_batches):
             raise ConfigError(f"stages[{i}].batch_size: expected a multiple of the world size "
-                              f"{world}, got {stage.batch_size}")
+                              f"{world} x mini_batches {stage.mini_batches}, got {stage.batch_size}")
+
+
 def lr_factor(stage: StageConfig, step: int) -> float:
     """Linear warmup over `warmup_steps`, then constant or cosine to 0 at the stage's last step."""
     if step <= stage.warmup_steps:

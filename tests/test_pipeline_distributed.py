@@ -95,7 +95,7 @@ def test_world_size_errors_name_the_field():
         {"kind": "sft", "steps": 1, "batch_size": 8},
         {"kind": "rl", "steps": 1, "batch_size": 3, "group_size": 2}]})
     with pytest.raises(ConfigError, match=r"stages\[1\].batch_size: expected a multiple of the "
-                                          r"world size 2, got 3"):
+                                          r"world size 2 x mini_batches 1, got 3"):
         check_world_size(config, 2)
     check_world_size(config, 1)
     trl = from_dict(PipelineConfig, {**SFT_THEN_RL, "backend": "trl",

@@ -70,6 +70,10 @@ def test_killed_run_resumes_with_identical_results(tmp_path, killed_at):
     ({"stages": [{"kind": "sft", "steps": 5, "loss_agg": "mean"}]}, "stages[0].loss_agg: expected one of"),
     ({"stages": [{"kind": "sft", "stepz": 5}]}, "stages[0]: unknown key(s) stepz"),
     ({"stages": []}, "stages: expected at least one stage"),
+    ({"stages": [{"kind": "rl", "steps": 5, "batch_size": 4, "mini_batches": 3}]},
+     "stages[0].mini_batches: expected an integer >= 1 dividing batch_size (4)"),
+    ({"stages": [{"kind": "srft", "steps": 5, "num_iterations": 2}]},
+     "stages[0].num_iterations: expected 1 (a 'srft' stage takes one update per batch)"),
 ])
 def test_config_errors_name_the_field(change, message):
     with pytest.raises(ConfigError) as err:
@@ -162,6 +166,7 @@ def test_trl_backend_rl_stage_runs(tmp_path):
     ({"kind": "rl", "steps": 2, "loss_agg": "seq-mean-token-sum"}, "the TRL backend supports"),
     ({"kind": "rl", "steps": 2, "kl_coef": 0.1}, "without a reference model"),
     ({"kind": "sft", "steps": 2, "loss_agg": "seq-mean-token-mean"}, "declares token-mean only"),
+    ({"kind": "rl", "steps": 2, "num_iterations": 2}, "num_iterations: the TRL backend takes one"),
 ])
 def test_trl_backend_refuses_what_trl_cannot_express(tmp_path, stage, message):
     with pytest.raises(ConfigError, match=message):
@@ -180,3 +185,27 @@ def test_rl_truncated_by_flops_budget(tmp_path):
     assert any(r.stage == "0:rl" and r.step == 1 and r.metric == "eval/id_accuracy" for r in rows), \
         "a truncated stage ends with an eval point"
     assert any(r.stage == "1:sft" and r.metric == "train/loss" for r in rows)
+
+
+def test_reused_rollouts_are_clipped_and_counted(tmp_path, monkeypatch):
+    """num_iterations x mini_batches updates per rollout batch; from the second update the ratio
+    moves, so clipping shows; the sampler's logprobs cost one extra forward pass."""
+    from ptbench.fixtures.tasks.arithmetic import ArithmeticTask
+
+    # An untrained model earns no reward; a reward that varies gives the updates advantages.
+    monkeypatch.setattr(ArithmeticTask, "reward", lambda self, ex, text: float(sum(map(ord, text)) % 2))
+    rl = {"kind": "rl", "steps": 2, "lr": 3e-2, "batch_size": 4, "group_size": 4,
+          "max_new_tokens": 4, "num_iterations": 2, "mini_batches": 2, "clip_eps": 0.05}
+    rows = Tracker.read(run_pipeline(_config(stages=[rl], checkpoint_every=0),
+                                     tmp_path / "ppo", cache=tmp_path / "cache"))
+    updates = [r.value for r in rows if r.metric == "train/updates"]
+    clipped = [r.value for r in rows if r.metric == "train/clip_fraction"]
+    assert updates == [4.0, 4.0]
+    assert max(clipped) > 0.0 and all(0.0 <= c <= 1.0 for c in clipped)
+    assert max(r.value for r in rows if r.metric == "flops/extra_forward") > 0
+
+    one = {**rl, "num_iterations": 1, "mini_batches": 1}
+    rows = Tracker.read(run_pipeline(_config(stages=[one], checkpoint_every=0),
+                                     tmp_path / "on-policy", cache=tmp_path / "cache"))
+    assert [r.value for r in rows if r.metric == "train/clip_fraction"] == [0.0, 0.0]
+    assert max(r.value for r in rows if r.metric == "flops/extra_forward") == 0

@@ -72,6 +72,8 @@ class NativeTrainStep:
         self.objective, self.loss_agg = objective, loss_agg
         self.max_grad_norm, self.clip_eps = max_grad_norm, clip_eps
         self.clip_eps_high, self.kl_coef, self.shaping_gamma = clip_eps_high, kl_coef, shaping_gamma
+        self.clip_counts = [0.0, 0.0]
+        """Clipped and all on-policy loss tokens since the last `pop_clip_fraction`."""
 
     def micro_batch_loss(self, mb: dict, norm: StepNormalizers, objective: str | None = None,
                          loss_agg: str | None = None) -> torch.Tensor:
@@ -86,6 +88,11 @@ class NativeTrainStep:
         # Rollouts carry the sampling policy's logprobs when updates reuse them (PPO epochs,
         # mini-batches); a fresh on-policy batch has ratio 1.
         old = mb.get("old_logprobs", logp.detach())
+        on_policy = mask if "off_policy" not in mb else mask & ~mb["off_policy"][:, None]
+        clipped = losses.clip_fraction(logp, old, mb["advantages"], on_policy,
+                                       clip_eps=self.clip_eps, clip_eps_high=self.clip_eps_high)
+        self.clip_counts[0] += float(clipped) * float(on_policy.sum())
+        self.clip_counts[1] += float(on_policy.sum())
         per_token = losses.per_token_policy_loss(
             logp, old, mb["advantages"], mask, clip_eps=self.clip_eps,
             clip_eps_high=self.clip_eps_high, kl_coef=self.kl_coef,
@@ -95,6 +102,12 @@ class NativeTrainStep:
                                                              gamma=self.shaping_gamma)
             per_token = torch.where(mb["off_policy"][:, None], shaped, per_token)
         return losses.aggregate(per_token, mask, **kwargs)
+
+    def pop_clip_fraction(self) -> float:
+        """Share of on-policy loss tokens clipped since the last call (0 when none)."""
+        clipped, total = self.clip_counts
+        self.clip_counts = [0.0, 0.0]
+        return clipped / total if total else 0.0
 
     def backward(self, micro_batches: list[dict], *, objective: str | None = None,
                  loss_agg: str | None = None, weight: float = 1.0) -> float:

@@ -162,7 +162,10 @@ class GRPOStep:
         tr.max_completion_length = max(mb["input_ids"].shape[1] - 1 for mb in micro_batches)
         tr.train()
         losses = [h["loss"] for h in tr.state.log_history if "loss" in h]
-        return {"grad_norm": _last_grad_norm(tr), "loss": float(losses[-1]) if losses else float("nan")}
+        clipped = [h["clip_ratio/region_mean"] for h in tr.state.log_history
+                   if "clip_ratio/region_mean" in h]
+        return {"grad_norm": _last_grad_norm(tr), "loss": float(losses[-1]) if losses else float("nan"),
+                "clip_fraction": float(clipped[-1]) if clipped else 0.0}
 
 
 def grpo_step(model, optimizer, *, lr: float, loss_type: str, rows: int, grad_accum: int,

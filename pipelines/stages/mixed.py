@@ -48,7 +48,8 @@ class SRFTStage(RLStage):
     SFT_WEIGHT = 0.5
 
     def step(self, ctx, step: int) -> dict[str, float]:
-        rl_batches, rewards, examples = self.rl_micro_batches(ctx)
+        batch, rewards, examples = self.scored_batch(ctx)
+        rl_batches = self.micro_batches(ctx, batch)
         demos = demonstration_batch(ctx.tokenizer, [e.prompt for e in examples],
                                     [e.demonstration for e in examples])
         entropy = self.demonstration_entropy(ctx, demos)
@@ -60,7 +61,8 @@ class SRFTStage(RLStage):
                                        weight=weight)
         grad_norm = self.train.update()
         ctx.account_train(rl_batches + demo_batches)
-        return {**self.reward_metrics(rewards), "train/loss": rl_loss + weight * sft_loss,
+        return {**self.reward_metrics(rewards), "train/clip_fraction": self.train.pop_clip_fraction(),
+                "train/loss": rl_loss + weight * sft_loss,
                 "train/rl_loss": rl_loss, "train/sft_loss": sft_loss, "train/sft_weight": weight,
                 "train/demo_entropy": float(entropy), "train/grad_norm": grad_norm}
 

@@ -3,9 +3,12 @@
 Each step: draw `batch_size` prompts, sample `group_size` completions of each with the current
 policy, score them with the task's verifier, turn rewards into advantages within each group
 (mean-centred, divided by the group std unless advantage_scale='none' as in Dr. GRPO), and take
-one optimizer step on the clipped surrogate aggregated by `loss_agg` over the whole batch (the
-global normalizers of `NativeTrainStep`). With kl_coef > 0 a frozen copy of the policy at the
-start of the stage is the reference (k3 estimator).
+`num_iterations` x `mini_batches` optimizer updates on the clipped surrogate, each aggregated by
+`loss_agg` over its share of the batch (the global normalizers of `NativeTrainStep`). With one
+update the batch is on-policy (ratio 1, nothing clipped); with more, the sampling policy's
+logprobs are kept (one extra forward pass) and the ratio pi/pi_old is clipped to
+[1 - clip_eps, 1 + clip_eps_high]. With kl_coef > 0 a frozen copy of the policy at the start of
+the stage is the reference (k3 estimator).
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ class RLStage:
         if self.kind != "rl":
             raise ConfigError(f"{where}.kind: the TRL backend has no {self.kind!r} stage; "
                               "use backend: native")
+        for name in ("num_iterations", "mini_batches"):
+            if getattr(c, name) != 1:
+                raise ConfigError(f"{where}.{name}: the TRL backend takes one update per rollout "
+                                  f"batch (1), got {getattr(c, name)}")
         if c.loss_agg not in trl.GRPO_LOSS_TYPE:
             raise ConfigError(f"{where}.loss_agg: the TRL backend supports "
                               f"{sorted(trl.GRPO_LOSS_TYPE)}, got {c.loss_agg!r}")
@@ -88,8 +95,8 @@ class RLStage:
             batch["off_policy"] = torch.tensor(off)
         return batch, torch.tensor(rewards), examples
 
-    def rl_micro_batches(self, ctx) -> tuple[list[dict], torch.Tensor, list]:
-        """Rollouts with advantages (and reference logprobs), split into micro-batches."""
+    def scored_batch(self, ctx) -> tuple[dict[str, torch.Tensor], torch.Tensor, list]:
+        """Rollouts with advantages, and the logprobs later updates need (reference, sampler)."""
         c = self.config
         batch, rewards, examples = self.rollouts(ctx)
         batch["advantages"] = losses.group_advantages(rewards, c.group_size, scale=c.advantage_scale)
@@ -97,16 +104,37 @@ class RLStage:
             with torch.no_grad():
                 batch["ref_logprobs"] = token_logprobs(self.reference, batch)[0]
             ctx.account_forward(batch)
-        # TRL's GRPOTrainer takes one prompt's group per micro-batch.
-        size = c.group_size if ctx.config.backend == "trl" else c.micro_batch_size
-        return split_micro_batches(batch, size), rewards, examples
+        if c.num_iterations * c.mini_batches > 1:  # later updates see a changed policy
+            with torch.no_grad():
+                batch["old_logprobs"] = token_logprobs(ctx.model, batch)[0]
+            ctx.account_forward(batch)
+        return batch, rewards, examples
+
+    def micro_batches(self, ctx, batch: dict) -> list[dict]:
+        """One update's rows as micro-batches (TRL's GRPOTrainer: one prompt's group each)."""
+        size = self.config.group_size if ctx.config.backend == "trl" else self.config.micro_batch_size
+        return split_micro_batches(batch, size)
 
     def step(self, ctx, step: int) -> dict[str, float]:
-        micro_batches, rewards, _ = self.rl_micro_batches(ctx)
-        out = self.train(micro_batches)
-        ctx.account_train(micro_batches)
-        return {**self.reward_metrics(rewards), "train/loss": out["loss"],
-                "train/grad_norm": out["grad_norm"]}
+        c = self.config
+        batch, rewards, _ = self.scored_batch(ctx)
+        rows = batch["input_ids"].shape[0] // c.mini_batches  # whole groups: batch_size divides
+        outs = []
+        for _ in range(c.num_iterations):
+            for mini_batch in split_micro_batches(batch, rows):
+                micro_batches = self.micro_batches(ctx, mini_batch)
+                outs.append(self.train(micro_batches))
+                ctx.account_train(micro_batches)
+        return {**self.reward_metrics(rewards), "train/clip_fraction": self.clip_fraction(outs),
+                "train/loss": sum(o["loss"] for o in outs) / len(outs),
+                "train/grad_norm": _mean([o["grad_norm"] for o in outs]),
+                "train/updates": float(len(outs))}
+
+    def clip_fraction(self, outs: list[dict]) -> float:
+        """Share of on-policy loss tokens whose ratio was clipped, over this step's updates."""
+        if hasattr(self.train, "pop_clip_fraction"):
+            return self.train.pop_clip_fraction()
+        return sum(o.get("clip_fraction", 0.0) for o in outs) / len(outs)  # as TRL logs it
 
     def reward_metrics(self, rewards: torch.Tensor) -> dict[str, float]:
         grouped = rewards.view(-1, self.config.group_size)
@@ -115,6 +143,10 @@ class RLStage:
             # An RL run that learns nothing shows it: groups whose rewards are all equal carry
             # zero advantage and zero gradient.
             "train/nonzero_adv_groups": float((grouped.std(dim=1) > 0).float().mean()),
-            # One on-policy update per batch: the ratio is 1 and nothing is clipped.
-            "train/clip_fraction": 0.0,
         }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """Mean of the values a backend reported (None when it reported none)."""
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None

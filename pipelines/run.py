@@ -114,7 +114,9 @@ def tiny_base_model(config: PipelineConfig, task, cache: Path):
     model = build_tiny_model(spec, seed=config.seed)
     model.config.pad_token_id, model.config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     if config.base.steps:
-        step = NativeTrainStep(model, torch.optim.AdamW(model.parameters(), lr=config.base.lr))
+        # Rank 0 pretrains alone while the other ranks wait: no collectives.
+        step = NativeTrainStep(model, torch.optim.AdamW(model.parameters(), lr=config.base.lr),
+                               across_ranks=False)
         g = torch.Generator().manual_seed(config.seed)
         for _ in tqdm(range(config.base.steps), desc="base model pretraining", leave=False):
             texts = [corpus[int(i)] for i in torch.randint(len(corpus), (config.base.batch_size,), generator=g)]
@@ -162,28 +164,22 @@ def save_checkpoint(out: Path, ctx: RunContext, state: dict, optimizer,
 
 
 # ------------------------------------------------------------------------------- the loop
-SUMMED_METRICS = ("train/loss", "train/rl_loss", "train/sft_loss")
-"""Step metrics that add up over ranks (each rank's loss is its share of the global loss);
-the others are averages over equal shares of the batch and are averaged."""
-
-
 def reduce_step_metrics(metrics: dict[str, float | None]) -> dict[str, float | None]:
-    """A step's metrics over all ranks (identical values, such as the grad norm, stay)."""
+    """A step's metrics averaged over ranks. Rewards and shares of groups are means over equal
+    shares of the batch; losses and grad norms are the whole step's already, the same on every
+    rank, and stay."""
     if distributed.world_size() == 1:
         return metrics
     names = sorted(k for k, v in metrics.items() if v is not None)
     totals = distributed.sum_over_ranks([float(metrics[k]) for k in names])
     w = distributed.world_size()
-    return {**metrics, **{k: t if k in SUMMED_METRICS else t / w for k, t in zip(names, totals, strict=True)}}
+    return {**metrics, **{k: t / w for k, t in zip(names, totals, strict=True)}}
 
 
 def check_world_size(config: PipelineConfig, world: int) -> None:
     """Every stage's batch must split evenly over the ranks; the TRL backend runs one process."""
     if world == 1:
         return
-    if config.backend != "native":
-        raise ConfigError(f"backend: world size {world} runs the native backend only (TRL's "
-                          f"trainers launch their own processes), got {config.backend!r}")
     for i, stage in enumerate(config.stages):
         if stage.batch_size % (world * stage.mini_batches):
             raise ConfigError(f"stages[{i}].batch_size: expected a multiple of the world size "

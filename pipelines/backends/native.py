@@ -28,6 +28,10 @@ def token_logprobs(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, t
     return logp, mask
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 @dataclass(frozen=True)
 class StepNormalizers:
     """The global normalizers of one optimizer step."""
@@ -37,14 +41,15 @@ class StepNormalizers:
     max_len: int
 
     @classmethod
-    def of(cls, micro_batches: list[dict]) -> StepNormalizers:
-        """Counted over `micro_batches`, then summed (tokens, rows) or maxed (length) over ranks."""
+    def of(cls, micro_batches: list[dict], across_ranks: bool = True) -> StepNormalizers:
+        """Counted over `micro_batches`, then summed (tokens, rows) or maxed (length) over ranks
+        (unless `across_ranks` is False: a step one process takes alone)."""
         counts = torch.tensor([
             float(sum(int((mb["labels"][:, 1:] != IGNORE_INDEX).sum()) for mb in micro_batches)),
             float(sum(mb["input_ids"].shape[0] for mb in micro_batches)),
         ], dtype=torch.float64)
         longest = torch.tensor([max(mb["input_ids"].shape[1] - 1 for mb in micro_batches)])
-        if dist.is_available() and dist.is_initialized():
+        if across_ranks and _distributed():
             dist.all_reduce(counts)
             dist.all_reduce(longest, op=dist.ReduceOp.MAX)
         return cls(float(counts[0]), float(counts[1]), int(longest))
@@ -63,7 +68,7 @@ class NativeTrainStep:
                  objective: str = "ce", loss_agg: str = "token-mean",
                  max_grad_norm: float | None = None, clip_eps: float = 0.2,
                  clip_eps_high: float | None = None, kl_coef: float = 0.0,
-                 shaping_gamma: float = 0.1) -> None:
+                 shaping_gamma: float = 0.1, across_ranks: bool = True) -> None:
         if objective not in ("ce", "pg"):
             raise ValueError(f"objective: expected 'ce' or 'pg', got {objective!r}")
         if loss_agg not in losses.LOSS_AGGS:
@@ -72,6 +77,8 @@ class NativeTrainStep:
         self.objective, self.loss_agg = objective, loss_agg
         self.max_grad_norm, self.clip_eps = max_grad_norm, clip_eps
         self.clip_eps_high, self.kl_coef, self.shaping_gamma = clip_eps_high, kl_coef, shaping_gamma
+        self.across_ranks = across_ranks
+        """False: this process steps alone even inside a process group (no collectives)."""
         self.clip_counts = [0.0, 0.0]
         """Clipped and all on-policy loss tokens since the last `pop_clip_fraction`."""
 
@@ -111,19 +118,22 @@ class NativeTrainStep:
 
     def backward(self, micro_batches: list[dict], *, objective: str | None = None,
                  loss_agg: str | None = None, weight: float = 1.0) -> float:
-        """Accumulate weight x the gradient of one loss over `micro_batches`; returns the loss."""
-        norm = StepNormalizers.of(micro_batches)
-        total = 0.0
+        """Accumulate weight x the gradient of one loss over `micro_batches`; returns the loss
+        (of the whole step: summed over ranks, each rank holding its share)."""
+        norm = StepNormalizers.of(micro_batches, self.across_ranks)
+        total = torch.zeros((), dtype=torch.float64)
         for mb in micro_batches:
             loss = self.micro_batch_loss(mb, norm, objective, loss_agg)
             (loss * weight).backward()
             total += float(loss.detach())
-        return total
+        if self.across_ranks and _distributed():
+            dist.all_reduce(total)
+        return float(total)
 
     def update(self) -> float:
         """Sum gradients over ranks, clip, step, zero; returns the pre-clip gradient norm."""
         params = [p for p in self.model.parameters() if p.grad is not None]
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if self.across_ranks and _distributed():
             for p in params:  # each rank's share is already globally normalized: sum, not mean
                 dist.all_reduce(p.grad)
         max_norm = self.max_grad_norm if self.max_grad_norm else float("inf")

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ptbench.pipelines.distributed import sum_over_ranks, world_size
+
 HF_KEYS = ("input_ids", "attention_mask", "labels")
 GRPO_LOSS_TYPE = {"token-mean": "dapo", "seq-mean-token-mean": "grpo",
                   "seq-mean-token-sum-norm": "dr_grpo"}
@@ -93,13 +95,16 @@ class TrainerStep:
         self.micro_batches: list[dict] = []
 
     def collate(self, features: list[dict]) -> dict:
-        return {k: self.micro_batches[features[0]["mb_idx"]][k] for k in HF_KEYS}
+        # Distributed, accelerate deals batch i of the index dataset to rank i % W: this rank's
+        # k-th micro-batch is dataset index k * W + rank.
+        return {k: self.micro_batches[features[0]["mb_idx"] // world_size()][k] for k in HF_KEYS}
 
     def __call__(self, micro_batches: list[dict]) -> dict[str, float | None]:
         from datasets import Dataset
 
         self.micro_batches = micro_batches
-        self.trainer.train_dataset = Dataset.from_dict({"mb_idx": list(range(len(micro_batches)))})
+        self.trainer.train_dataset = Dataset.from_dict(
+            {"mb_idx": list(range(len(micro_batches) * world_size()))})
         self.trainer.args.gradient_accumulation_steps = len(micro_batches)
         self.trainer.train()
         losses = [h["loss"] for h in self.trainer.state.log_history if "loss" in h]
@@ -150,8 +155,10 @@ class GRPOStep:
 
     def __call__(self, micro_batches: list[dict]) -> dict[str, float | None]:
         inputs = [to_grpo_inputs(mb) for mb in micro_batches]
-        # What _generate_and_score_completions reports: the loss tokens of the whole batch.
-        total = torch.stack([x["completion_mask"].sum() for x in inputs]).sum().float()
+        # What _generate_and_score_completions reports: the loss tokens of the whole batch,
+        # gathered over ranks.
+        local = float(sum(int(x["completion_mask"].sum()) for x in inputs))
+        total = torch.tensor(sum_over_ranks([local])[0])
         for x in inputs:
             x["num_items_in_batch"] = total
         self.inputs = inputs

@@ -84,6 +84,8 @@ def test_rl_then_sft(task, ptbench_seeds, ptbench_results, tmp_path_factory):
             "rl_reward_start": _value(rows, "0:rl", "eval/sampled_reward", "start"),
             "rl_reward_end": _value(rows, "0:rl", "eval/sampled_reward", "end"),
             "rl_nonzero_adv_groups": _mean(rows, "0:rl", "train/nonzero_adv_groups"),
+            "rl_sft_ce_start": _value(rows, "0:rl", "eval/sft_ce", "start"),
+            "rl_sft_ce_end": _value(rows, "0:rl", "eval/sft_ce", "end"),
             "sft_reward_start": _value(rows, "1:sft", "eval/sampled_reward", "start"),
             "sft_reward_end": _value(rows, "1:sft", "eval/sampled_reward", "end"),
             "sft_reward_min": min(r.value for r in rows

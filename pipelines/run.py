@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -64,7 +65,7 @@ class RunContext:
     def sync_counters(self, before: tuple[FlopsLedger, int]) -> None:
         """Make FLOPs and tokens global: sum over ranks what each rank added since `before`."""
         ledger, tokens = before
-        fields = ("train", "generation", "extra_forward")
+        fields = [f.name for f in dataclasses.fields(FlopsLedger)]
         delta = [getattr(self.ledger, f) - getattr(ledger, f) for f in fields] + [self.tokens - tokens]
         delta = distributed.sum_over_ranks(delta, dtype=torch.int64)
         self.ledger = FlopsLedger(**{f: getattr(ledger, f) + int(d) for f, d in zip(fields, delta[:-1], strict=True)})
@@ -177,7 +178,7 @@ def reduce_step_metrics(metrics: dict[str, float | None]) -> dict[str, float | N
 
 
 def check_world_size(config: PipelineConfig, world: int) -> None:
-    """Every stage's batch must split evenly over the ranks; the TRL backend runs one process."""
+    """Every stage's batch (and its RL mini-batches) must split evenly over the ranks."""
     if world == 1:
         return
     for i, stage in enumerate(config.stages):

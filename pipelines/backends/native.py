@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ptbench.pipelines import losses
+from ptbench.pipelines import distributed, losses
 
 IGNORE_INDEX = -100
 
@@ -26,10 +26,6 @@ def token_logprobs(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, t
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return logp, mask
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ class StepNormalizers:
             float(sum(mb["input_ids"].shape[0] for mb in micro_batches)),
         ], dtype=torch.float64)
         longest = torch.tensor([max(mb["input_ids"].shape[1] - 1 for mb in micro_batches)])
-        if across_ranks and _distributed():
+        if across_ranks and distributed.world_size() > 1:
             dist.all_reduce(counts)
             dist.all_reduce(longest, op=dist.ReduceOp.MAX)
         return cls(float(counts[0]), float(counts[1]), int(longest))
@@ -126,14 +122,14 @@ class NativeTrainStep:
             loss = self.micro_batch_loss(mb, norm, objective, loss_agg)
             (loss * weight).backward()
             total += float(loss.detach())
-        if self.across_ranks and _distributed():
+        if self.across_ranks and distributed.world_size() > 1:
             dist.all_reduce(total)
         return float(total)
 
     def update(self) -> float:
         """Sum gradients over ranks, clip, step, zero; returns the pre-clip gradient norm."""
         params = [p for p in self.model.parameters() if p.grad is not None]
-        if self.across_ranks and _distributed():
+        if self.across_ranks and distributed.world_size() > 1:
             for p in params:  # each rank's share is already globally normalized: sum, not mean
                 dist.all_reduce(p.grad)
         max_norm = self.max_grad_norm if self.max_grad_norm else float("inf")

@@ -5,7 +5,8 @@
 Both train the same fresh tiny model (qwen2-0.6m, arithmetic demonstrations) on the SAME
 pre-built batches, single-threaded: the native loop calls `NativeTrainStep` per batch; TRL runs
 `SFTTrainer.train()` ONCE over all of them (its normal use, no per-step set-up). Prints tokens/s
-of each and the ratio native / TRL (target: >= 0.9).
+of each and the ratio native / TRL (target: >= 0.9). Float32 on the default device (CUDA when
+present, timed after a synchronize).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args()
     torch.set_num_threads(1)
+    from ptbench.fixtures.models.devices import default_device
+
+    device = default_device()
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -45,15 +53,17 @@ def main() -> int:
                                            [e.demonstration for e in ex]))
     tokens = sum(int(b["attention_mask"].sum()) for b in batches)
 
-    model = build_tiny_model(spec, seed=0).train()
+    model = build_tiny_model(spec, seed=0).to(device).train()
     native = NativeTrainStep(model, torch.optim.AdamW(model.parameters(), lr=1e-3), max_grad_norm=1.0)
     native([batches[0]])  # warm-up
+    synchronize()
     start = time.perf_counter()
     for b in batches:
         native([b])
+    synchronize()
     native_s = time.perf_counter() - start
 
-    model = build_tiny_model(spec, seed=0).train()
+    model = build_tiny_model(spec, seed=0).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     kwargs = {**trainer_args(1e-3, 1, 1, 1.0), "max_steps": args.steps, "logging_steps": 10**6}
     config = SFTConfig(**kwargs, train_sampling_strategy="sequential", loss_type="nll",
@@ -64,10 +74,11 @@ def main() -> int:
         optimizers=constant_schedule(optimizer)))
     start = time.perf_counter()
     trainer.train()
+    synchronize()
     trl_s = time.perf_counter() - start
 
     native_tps, trl_tps = tokens / native_s, tokens / trl_s
-    print(f"{args.steps} steps x {args.batch_size} rows, {tokens} tokens, 1 thread")
+    print(f"{args.steps} steps x {args.batch_size} rows, {tokens} tokens, 1 thread, {device}")
     print(f"native: {native_s:.1f}s, {native_tps:,.0f} tokens/s")
     print(f"trl SFTTrainer: {trl_s:.1f}s, {trl_tps:,.0f} tokens/s")
     print(f"native / TRL throughput: {native_tps / trl_tps:.2f} (target >= 0.9)")

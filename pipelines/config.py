@@ -216,6 +216,26 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DeepSpeedConfig:
+    """Train every stage under a DeepSpeed engine (either backend)."""
+
+    zero_stage: int = 2
+    """0 (plain data parallel), 1 (optimizer states partitioned) or 2 (and gradients). ZeRO-3
+    partitions the weights themselves, which the runner's evaluation and checkpoints read
+    whole; it is refused."""
+    offload_optimizer: bool = False
+    """Keep the optimizer states (and the update) on the CPU; ZeRO 1 or 2 only."""
+
+    def __post_init__(self) -> None:
+        require(self.zero_stage in (0, 1, 2), "zero_stage",
+                "0, 1 or 2 (ZeRO-3 partitions the weights, which the runner reads whole)",
+                self.zero_stage)
+        if self.offload_optimizer:
+            require(self.zero_stage >= 1, "offload_optimizer",
+                    "false at zero_stage 0 (offloading needs ZeRO 1 or 2)", self.offload_optimizer)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """A whole post-training pipeline: a model, a task, and stages in order."""
 
@@ -232,6 +252,12 @@ class PipelineConfig:
     checkpoint_every: int = 0
     """Also checkpoint every K steps inside a stage (0: only at stage boundaries)."""
     dtype: str = "auto"
+    """Training precision. 'auto': bfloat16 on a CUDA device that supports it, else float32.
+    bfloat16 under DeepSpeed is its bf16 mode (bf16 weights, fp32 master weights in the
+    optimizer); without DeepSpeed, fp32 weights with bf16 autocast (mixed precision)."""
+    deepspeed: DeepSpeedConfig | None = None
+    """Train under DeepSpeed ZeRO (native: ptbench's engine; trl: the trainer's, through
+    accelerate); none: plain data parallelism."""
     description: str = ""
     hardware: dict = field(default_factory=dict)
     """Informational (GPUs, launcher, vLLM) for paper configs; not used on CPU."""

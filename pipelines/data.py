@@ -20,6 +20,12 @@ def pad_rows(rows: list[list[int]], loss_starts: list[int], pad_id: int) -> dict
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def on_device(batch: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`batch` with every tensor on the device of `model`'s parameters."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def encode(tokenizer, text: str) -> list[int]:
     """Token ids of `text`, without special tokens."""
     return tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -26,6 +26,11 @@ def init_from_env() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
     if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+        if torch.cuda.device_count() < local:
+            raise RuntimeError(f"{local} ranks on this node but {torch.cuda.device_count()} CUDA "
+                               "device(s): NCCL needs one device per rank. Launch fewer ranks, or "
+                               "set CUDA_VISIBLE_DEVICES= to run on the CPU (gloo).")
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 

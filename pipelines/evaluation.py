@@ -6,6 +6,7 @@ import torch
 
 from ptbench.pipelines import losses
 from ptbench.pipelines.backends.native import token_logprobs
+from ptbench.pipelines.data import on_device
 from ptbench.pipelines.rollout import generate
 
 
@@ -37,6 +38,7 @@ def demo_cross_entropy(model, batch: dict) -> float:
 @torch.no_grad()
 def demo_kl(model, reference, batch: dict) -> float:
     """Mean over demonstration tokens of KL(pi_model || pi_reference), exact over the vocabulary."""
+    batch = on_device(batch, model)
     kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     logp = torch.log_softmax(model(**kwargs).logits[:, :-1].float(), dim=-1)
     logq = torch.log_softmax(reference(**kwargs).logits[:, :-1].float(), dim=-1)

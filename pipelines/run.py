@@ -11,6 +11,7 @@ continues a killed run from its last checkpoint with identical results on CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -27,8 +28,10 @@ import torch
 from tqdm import tqdm
 
 from ptbench.fixtures.models import TINY_PRESETS, build_tiny_model, load_causal_lm, train_tokenizer
+from ptbench.fixtures.models.devices import default_device, default_dtype
 from ptbench.fixtures.tasks import get_task
 from ptbench.pipelines import distributed, evaluation
+from ptbench.pipelines.backends import deepspeed, trl
 from ptbench.pipelines.backends.native import NativeTrainStep
 from ptbench.pipelines.config import ConfigError, PipelineConfig, StageConfig, load_config
 from ptbench.pipelines.data import demonstration_batch
@@ -52,7 +55,13 @@ class RunContext:
     shape: ModelShape
     ledger: FlopsLedger = field(default_factory=FlopsLedger)
     tokens: int = 0
+    bf16: bool = False
+    """Train in bfloat16 (see PipelineConfig.dtype)."""
     optimizers: dict = field(default_factory=dict)
+    engines: dict = field(default_factory=dict)
+    """DeepSpeed engines by stage, when the config has a deepspeed section."""
+    closers: dict = field(default_factory=dict)
+    """What ends a stage's trainer (TRL's trainer thread), by stage."""
     stage_start: torch.nn.Module | None = None
     """A frozen copy of the policy at the start of the current stage (the KL reference)."""
 
@@ -76,6 +85,52 @@ class RunContext:
         opt = torch.optim.AdamW(self.model.parameters(), lr=stage.lr, weight_decay=0.0)
         self.optimizers[id(stage)] = opt
         return opt
+
+    def native_step(self, stage: StageConfig, **kwargs) -> NativeTrainStep:
+        """The native backend's step for `stage`: its AdamW, under a DeepSpeed engine when the
+        config asks for one (the engine then owns reduction, clipping and the update)."""
+        optimizer, engine = self.optimizer(stage), None
+        ds = self.config.deepspeed
+        if ds is not None:
+            engine = deepspeed.wrap(self.model, optimizer, deepspeed.engine_config(
+                ds.zero_stage, offload_optimizer=ds.offload_optimizer,
+                max_grad_norm=stage.max_grad_norm, bf16=self.bf16))
+            self.engines[id(stage)] = engine
+        return NativeTrainStep(self.model, optimizer, max_grad_norm=stage.max_grad_norm,
+                               engine=engine, **kwargs)
+
+    def trl_trainer(self, stage: StageConfig, build):
+        """TRL's trainer for the whole of `stage`, started: `build(optimizer, deepspeed)` with
+        ptbench's AdamW, or with None and the DeepSpeed arguments under DeepSpeed (the trainer
+        then builds the engine and optimizer itself). Its optimizer (and engine) are registered
+        for the runner's lr and checkpoints."""
+        ds = self.config.deepspeed
+        if ds is None:
+            step = build(self.optimizer(stage), None)
+        else:
+            deepspeed.init_deepspeed()
+            step = build(None, trl.deepspeed_args(ds.zero_stage, ds.offload_optimizer))
+            self.optimizers[id(stage)] = step.stage.optimizer
+            self.engines[id(stage)] = step.stage.engine
+        self.closers[id(stage)] = step.stage.close
+        return step
+
+    def end_stage(self, stage: StageConfig) -> None:
+        """End the stage's trainer and release its engine (its gradient hooks) before the next
+        stage wraps the model."""
+        closer = self.closers.pop(id(stage), None)
+        if closer is not None:
+            closer()
+        engine = self.engines.pop(id(stage), None)
+        if engine is not None:
+            engine.destroy()
+
+    def precision(self):
+        """bf16 autocast around forward passes where bf16 is mixed precision (no DeepSpeed: its
+        bf16 mode casts the weights instead)."""
+        if self.bf16 and self.config.deepspeed is None:
+            return torch.autocast(next(self.model.parameters()).device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def account_train(self, micro_batches: list[dict]) -> None:
         for mb in micro_batches:
@@ -136,16 +191,25 @@ def _tokenizer(path: Path):
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def save_checkpoint(out: Path, ctx: RunContext, state: dict, optimizer,
+def save_checkpoint(out: Path, ctx: RunContext, state: dict, stage: StageConfig | None,
                     stage_start: torch.nn.Module | None) -> Path:
-    """Atomically write model, tokenizer, optimizer, RNG (every rank's torch RNG) and runner
-    state; rank 0 writes, the other ranks wait."""
+    """Atomically write model, tokenizer, optimizer (of `stage`, mid-stage), RNG (every rank's
+    torch RNG) and runner state. Rank 0 writes; under DeepSpeed every rank writes its optimizer
+    partition into the same directory first."""
     target = out / "checkpoints" / f"step-{state['global_step']:06d}"
+    tmp = out / "checkpoints" / f".tmp-{target.name}"
     torch_rngs = distributed.gather_objects(torch.get_rng_state())
+    engine = ctx.engines.get(id(stage)) if stage is not None else None
+    if distributed.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed writer's leftovers
+        tmp.mkdir()
+    distributed.barrier()
+    if engine is not None:
+        deepspeed.save(engine, tmp / "deepspeed")
     if not distributed.is_main():
         distributed.barrier()
         return target
-    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=out / "checkpoints"))
+    optimizer = ctx.optimizers[id(stage)] if stage is not None and engine is None else None
     ctx.model.save_pretrained(tmp)
     ctx.tokenizer.save_pretrained(tmp)
     torch.save({"optimizer": optimizer.state_dict() if optimizer else None,
@@ -236,14 +300,21 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
     if not torch.cuda.is_available():
         # Tiny models on a CPU run several times faster on one thread than on contended many.
         torch.set_num_threads(int(os.environ.get("PTBENCH_TORCH_THREADS", "1")))
+    device = default_device()
+    bf16 = {"auto": default_dtype(device) == torch.bfloat16, "bfloat16": True,
+            "float32": False}[config.dtype]
+    # Weights are float32 unless DeepSpeed's bf16 mode casts them anyway (then load them so).
+    weights = torch.bfloat16 if bf16 and config.deepspeed is not None else torch.float32
     if config.model.startswith("tiny:"):
         if not main_rank:  # rank 0 builds and caches the base model, the others load it
             distributed.barrier()
         model, tokenizer = tiny_base_model(config, task, cache)
+        model = model.to(device, weights)
         if main_rank:
             distributed.barrier()
-    else:  # a hub id or a local path, on CUDA with bf16 where present
-        model, tokenizer = load_causal_lm(config.model), _tokenizer(config.model)
+    else:  # a hub id or a local path
+        model = load_causal_lm(config.model, dtype=weights, device=device)
+        tokenizer = _tokenizer(config.model)
     base_model = copy.deepcopy(model).eval()
     base_params = {n: p.detach().double().cpu().clone() for n, p in model.named_parameters()}
     e = config.eval
@@ -254,7 +325,8 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
     held_out["demos"] = demonstration_batch(tokenizer, [d.prompt for d in demos],
                                             [d.demonstration for d in demos])
     ctx = RunContext(config, model, tokenizer, task, task.examples("train", TRAIN_POOL, seed=config.seed),
-                     torch.Generator().manual_seed(config.seed), ModelShape.from_config(model.config))
+                     torch.Generator().manual_seed(config.seed), ModelShape.from_config(model.config),
+                     bf16=bf16)
     tracker = Tracker(out / "metrics.jsonl", config.name, config.seed)  # written by rank 0 only
     state = {"stage_index": 0, "step": 0, "global_step": 0}
     saved = None
@@ -289,7 +361,9 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
         stage.setup(ctx)
         optimizer = ctx.optimizers[id(sc)]
         if saved is not None:
-            if first > 0 and saved["optimizer"] is not None:
+            if first > 0 and id(sc) in ctx.engines:
+                deepspeed.load(ctx.engines[id(sc)], ckpt / "deepspeed")
+            elif first > 0 and saved["optimizer"] is not None:
                 optimizer.load_state_dict(saved["optimizer"])
             torch.set_rng_state(saved["torch_rng"])
             random.setstate(saved["python_rng"])
@@ -302,7 +376,9 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
         def log(step: int, metrics: dict[str, float], evaluated: bool, _name=name, _index=index,
                 _start_params=stage_start_params, _start=stage_start) -> None:
             if evaluated and main_rank:
-                metrics.update(evaluate(ctx, held_out, _start_params, base_params, base_model, _start))
+                with ctx.precision():
+                    metrics.update(evaluate(ctx, held_out, _start_params, base_params, base_model,
+                                            _start))
             if main_rank:
                 flops = ctx.ledger.to_dict()
                 metrics = {**metrics, **{f"flops/{k}": v for k, v in flops.items()}}
@@ -318,7 +394,8 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
             for group in optimizer.param_groups:
                 group["lr"] = sc.lr * lr_factor(sc, step)
             before = (copy.copy(ctx.ledger), ctx.tokens)
-            metrics = reduce_step_metrics(stage.step(ctx, step))
+            with ctx.precision():
+                metrics = reduce_step_metrics(stage.step(ctx, step))
             ctx.sync_counters(before)
             state.update(stage_index=index, step=step, global_step=state["global_step"] + 1)
             over_budget = sc.budget_flops is not None and ctx.ledger.total >= sc.budget_flops
@@ -327,11 +404,12 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
                 at_end = over_budget or step == last
                 save_checkpoint(out, ctx, {**state, "stage_index": index + at_end,
                                            "step": 0 if at_end else step},
-                                None if at_end else optimizer, None if at_end else stage_start)
+                                None if at_end else sc, None if at_end else stage_start)
             if stop_after is not None and state["global_step"] >= stop_after:
                 return tracker.path
             if over_budget:
                 break
+        ctx.end_stage(sc)
         state.update(stage_index=index + 1, step=0)
     return tracker.path
 

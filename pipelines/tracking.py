@@ -46,10 +46,13 @@ class Tracker:
         self._start = time.time() - (self.rows[-1].wall_s if self.rows else 0.0)
 
     def log(self, stage: str, stage_index: int, step: int, global_step: int,
-            metrics: dict[str, float], flops: float, tokens: int) -> None:
-        """Record several metrics measured at one point, then persist."""
+            metrics: dict[str, float | None], flops: float, tokens: int) -> None:
+        """Record several metrics measured at one point, then persist (a None value was not
+        measured here and writes no row)."""
         wall = time.time() - self._start
         for name, value in metrics.items():
+            if value is None:
+                continue
             self.rows.append(Row(self.pipeline, stage, stage_index, step, global_step, name,
                                  float(value), self.seed, float(flops), int(tokens), wall))
         self.flush()

@@ -31,6 +31,8 @@ def test_config_validates(path):
         build_stage(stage, i)  # every kind is a registered stage
     if path.parent.name == "paper":
         assert not config.model.startswith("tiny:") and config.hardware["gpus"] == 8
+        assert config.deepspeed is not None and config.deepspeed.zero_stage == 2
+        assert config.backend == "native" or trl_supports(config), "TRL would refuse a stage"
     truncated = [s for s in config.stages if s.budget_steps]
     assert bool(truncated) == path.stem.startswith("truncated"), "only truncated pipelines cut RL"
     if path.stem.startswith("truncated"):

@@ -4,6 +4,8 @@ Every micro-batch's loss is computed with `ptbench.pipelines.losses` and the GLO
 of the whole step (loss tokens, sequences, longest shifted row, summed over ranks when
 distributed), so the accumulated gradient is that of one `loss_agg` over the whole step, however
 the step is split. `ptbench.fixtures.probes` checks exactly that (adapter `ptbench-native`).
+With a DeepSpeed engine (`ptbench.pipelines.backends.deepspeed`) the losses are the same and the
+engine reduces, clips and updates.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import torch
 import torch.distributed as dist
 
 from ptbench.pipelines import distributed, losses
+from ptbench.pipelines.data import on_device
 
 IGNORE_INDEX = -100
 
 
 def token_logprobs(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(label_t+1 | prefix) [B, T-1] and the loss mask, HF label convention (-100 ignored)."""
+    batch = on_device(batch, model)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["labels"][:, 1:]
     mask = labels != IGNORE_INDEX
@@ -58,13 +62,16 @@ class NativeTrainStep:
     `advantages` (old logprobs = current, detached, unless the micro-batch carries
     `old_logprobs`); rows flagged in an optional bool `off_policy` [B] get LUFFY's shaped loss
     instead, aggregated together with the on-policy tokens in one `loss_agg`.
+
+    With `engine` (a DeepSpeed engine wrapping `model` and `optimizer`), the engine takes the
+    backward passes and the update; `max_grad_norm` is then the engine's `gradient_clipping`.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                  objective: str = "ce", loss_agg: str = "token-mean",
                  max_grad_norm: float | None = None, clip_eps: float = 0.2,
                  clip_eps_high: float | None = None, kl_coef: float = 0.0,
-                 shaping_gamma: float = 0.1, across_ranks: bool = True) -> None:
+                 shaping_gamma: float = 0.1, across_ranks: bool = True, engine=None) -> None:
         if objective not in ("ce", "pg"):
             raise ValueError(f"objective: expected 'ce' or 'pg', got {objective!r}")
         if loss_agg not in losses.LOSS_AGGS:
@@ -75,14 +82,14 @@ class NativeTrainStep:
         self.clip_eps_high, self.kl_coef, self.shaping_gamma = clip_eps_high, kl_coef, shaping_gamma
         self.across_ranks = across_ranks
         """False: this process steps alone even inside a process group (no collectives)."""
+        self.engine = engine
         self.clip_counts = [0.0, 0.0]
         """Clipped and all on-policy loss tokens since the last `pop_clip_fraction`."""
 
     def micro_batch_loss(self, mb: dict, norm: StepNormalizers, objective: str | None = None,
                          loss_agg: str | None = None) -> torch.Tensor:
         """This micro-batch's share of the step's loss (objective / loss_agg: this call only)."""
-        device = next(self.model.parameters()).device
-        mb = {k: v.to(device) for k, v in mb.items()}
+        mb = on_device(mb, self.model)
         logp, mask = token_logprobs(self.model, mb)
         kwargs = dict(loss_agg=loss_agg or self.loss_agg, num_tokens=norm.num_tokens,
                       num_seqs=norm.num_seqs, max_len=norm.max_len)
@@ -120,14 +127,22 @@ class NativeTrainStep:
         total = torch.zeros((), dtype=torch.float64)
         for mb in micro_batches:
             loss = self.micro_batch_loss(mb, norm, objective, loss_agg)
-            (loss * weight).backward()
+            if self.engine is None:
+                (loss * weight).backward()
+            else:  # DeepSpeed averages gradients over ranks; each rank's loss is a global share
+                self.engine.backward(loss * (weight * distributed.world_size()))
             total += float(loss.detach())
         if self.across_ranks and distributed.world_size() > 1:
             dist.all_reduce(total)
         return float(total)
 
-    def update(self) -> float:
-        """Sum gradients over ranks, clip, step, zero; returns the pre-clip gradient norm."""
+    def update(self) -> float | None:
+        """Sum gradients over ranks, clip, step, zero; returns the pre-clip gradient norm (None
+        where a DeepSpeed engine does not report one: ZeRO stage 0 in float32)."""
+        if self.engine is not None:
+            self.engine.step()
+            norm = self.engine.get_global_grad_norm()
+            return None if norm is None else float(norm)
         params = [p for p in self.model.parameters() if p.grad is not None]
         if self.across_ranks and distributed.world_size() > 1:
             for p in params:  # each rank's share is already globally normalized: sum, not mean

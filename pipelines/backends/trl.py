@@ -1,19 +1,18 @@
-"""TRL backend: every optimizer step runs TRL's (and transformers') own trainer loop and loss.
+"""TRL backend: optimizer steps run TRL's (and transformers') own trainer loop and loss.
 
-`trainer.train()` is called once per step with `max_steps=1` and
-`gradient_accumulation_steps` = the step's micro-batches, which are served in order by an index
-dataset; the optimizer is passed in (`optimizers=`), so its state carries across calls and
-ptbench's runner can checkpoint it. What runs is the trainer's own accumulation, normalization
-(`num_items_in_batch`), loss and optimizer step:
+What runs is the trainer's own accumulation, normalization (`num_items_in_batch`), loss and
+optimizer step:
 
     SFT  `trl.SFTTrainer`, loss_type 'nll': a token mean over the whole accumulated batch.
     RL   `trl.GRPOTrainer`, loss_type from loss_agg (token-mean: dapo, seq-mean-token-mean:
          grpo, seq-mean-token-sum-norm: dr_grpo). Rollouts come from ptbench (the same sampler
-         as the native backend): `_prepare_inputs` (generation, scoring, shuffling) is replaced on
-         the instance by a function serving them; each micro-batch must be one prompt's group.
+         as the native backend) and are served as the trainer's inputs; each micro-batch must be
+         one prompt's group.
 
-Calling `train()` per step costs trainer set-up time each step; `benchmarks/backend_throughput.py`
-compares the backends with TRL running a whole stage in one `train()` call instead.
+Two drivers. The pipelines run a whole stage in ONE `train()` call (`sft_stage`, `grpo_stage`:
+`trl_stage.StageTrainer`), under DeepSpeed too. The probes take single steps (`sft_step`,
+`grpo_step`): `train()` with `max_steps=1` per step, the optimizer passed in so that its state
+carries across calls.
 """
 
 from __future__ import annotations
@@ -24,6 +23,9 @@ from typing import Any
 
 import torch
 
+from ptbench.pipelines.backends.deepspeed import zero_section
+from ptbench.pipelines.backends.trl_stage import StageTrainer
+from ptbench.pipelines.data import on_device
 from ptbench.pipelines.distributed import sum_over_ranks, world_size
 
 HF_KEYS = ("input_ids", "attention_mask", "labels")
@@ -35,7 +37,8 @@ class UnsupportedByTRL(ValueError):
     """TRL cannot express this combination."""
 
 
-def trainer_args(lr: float, rows: int, grad_accum: int, max_grad_norm: float | None) -> dict[str, Any]:
+def trainer_args(lr: float, rows: int, grad_accum: int, max_grad_norm: float | None,
+                 bf16: bool = False) -> dict[str, Any]:
     """TrainingArguments for one plain step: constant lr, no weight decay, nothing saved."""
     return dict(
         output_dir=tempfile.mkdtemp(prefix="ptbench-trainer-"),
@@ -44,6 +47,7 @@ def trainer_args(lr: float, rows: int, grad_accum: int, max_grad_norm: float | N
         max_steps=1,
         max_grad_norm=max_grad_norm or 0.0,  # 0 turns clipping off; the norm is still logged
         learning_rate=lr,
+        lr_scheduler_type="constant",  # ptbench's runner sets the lr of every step
         weight_decay=0.0,
         remove_unused_columns=False,
         report_to=[],
@@ -52,7 +56,7 @@ def trainer_args(lr: float, rows: int, grad_accum: int, max_grad_norm: float | N
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,
-        bf16=False,
+        bf16=bf16,
         fp16=False,
     )
 
@@ -82,11 +86,6 @@ def word_tokenizer(vocab_size: int):
                                    bos_token="<bos>", unk_token="<pad>")
 
 
-def _last_grad_norm(trainer) -> float | None:
-    norms = [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]
-    return float(norms[-1]) if norms else None
-
-
 class TrainerStep:
     """`step(micro_batches)`: one `trainer.train()` over the micro-batches, served in order."""
 
@@ -107,9 +106,7 @@ class TrainerStep:
             {"mb_idx": list(range(len(micro_batches) * world_size()))})
         self.trainer.args.gradient_accumulation_steps = len(micro_batches)
         self.trainer.train()
-        losses = [h["loss"] for h in self.trainer.state.log_history if "loss" in h]
-        return {"grad_norm": _last_grad_norm(self.trainer),
-                "loss": float(losses[-1]) if losses else float("nan")}
+        return step_metrics(self.trainer.state.log_history)
 
 
 def sft_step(model, optimizer, *, lr: float, max_grad_norm: float | None = None,
@@ -144,6 +141,30 @@ def to_grpo_inputs(mb: dict) -> dict:
     }
 
 
+def grpo_inputs(trainer, micro_batches: list[dict]) -> list[dict]:
+    """TRL's model inputs for one step's groups, as `_generate_and_score_completions` leaves
+    them: on the model's device, with the loss tokens of the whole batch over all ranks; sets
+    the trainer's `max_completion_length` (dr_grpo's normalizer) to the step's."""
+    inputs = [on_device(to_grpo_inputs(mb), trainer.model) for mb in micro_batches]
+    local = float(sum(int(x["completion_mask"].sum()) for x in inputs))
+    total = torch.tensor(sum_over_ranks([local])[0], device=inputs[0]["prompt_ids"].device)
+    for x in inputs:
+        x["num_items_in_batch"] = total
+    trainer.max_completion_length = max(mb["input_ids"].shape[1] - 1 for mb in micro_batches)
+    return inputs
+
+
+def step_metrics(logs: list[dict]) -> dict[str, float | None]:
+    """The last step's loss, gradient norm and (GRPO) clipped share, from the trainer's logs."""
+    def last(key: str):
+        values = [h[key] for h in logs if key in h]
+        return float(values[-1]) if values else None
+
+    loss = last("loss")
+    return {"grad_norm": last("grad_norm"), "loss": float("nan") if loss is None else loss,
+            "clip_fraction": last("clip_ratio/region_mean") or 0.0}
+
+
 class GRPOStep:
     """One `trainer.train()` per step; `_prepare_inputs` serves the given rollouts in order."""
 
@@ -154,25 +175,13 @@ class GRPOStep:
             lambda tr, _batch: self.inputs[tr._step % len(self.inputs)], trainer)
 
     def __call__(self, micro_batches: list[dict]) -> dict[str, float | None]:
-        inputs = [to_grpo_inputs(mb) for mb in micro_batches]
-        # What _generate_and_score_completions reports: the loss tokens of the whole batch,
-        # gathered over ranks.
-        local = float(sum(int(x["completion_mask"].sum()) for x in inputs))
-        total = torch.tensor(sum_over_ranks([local])[0])
-        for x in inputs:
-            x["num_items_in_batch"] = total
-        self.inputs = inputs
         tr = self.trainer
+        self.inputs = grpo_inputs(tr, micro_batches)
         tr._step = 0
-        tr.args.gradient_accumulation_steps = len(inputs)
-        tr.args.steps_per_generation = len(inputs)
-        tr.max_completion_length = max(mb["input_ids"].shape[1] - 1 for mb in micro_batches)
+        tr.args.gradient_accumulation_steps = len(self.inputs)
+        tr.args.steps_per_generation = len(self.inputs)
         tr.train()
-        losses = [h["loss"] for h in tr.state.log_history if "loss" in h]
-        clipped = [h["clip_ratio/region_mean"] for h in tr.state.log_history
-                   if "clip_ratio/region_mean" in h]
-        return {"grad_norm": _last_grad_norm(tr), "loss": float(losses[-1]) if losses else float("nan"),
-                "clip_fraction": float(clipped[-1]) if clipped else 0.0}
+        return step_metrics(tr.state.log_history)
 
 
 def grpo_step(model, optimizer, *, lr: float, loss_type: str, rows: int, grad_accum: int,
@@ -194,3 +203,70 @@ def grpo_step(model, optimizer, *, lr: float, loss_type: str, rows: int, grad_ac
         processing_class=word_tokenizer(model.config.vocab_size),
         optimizers=constant_schedule(optimizer))
     return GRPOStep(quiet(trainer))
+
+
+# ------------------------------------------------------------------ whole-stage drivers
+def deepspeed_args(zero_stage: int, offload_optimizer: bool = False) -> dict:
+    """`TrainingArguments(deepspeed=...)`: the ZeRO stage, every size, clipping and precision
+    'auto' (filled in from the trainer's own arguments by transformers / accelerate)."""
+    return {"zero_optimization": zero_section(zero_stage, offload_optimizer), "bf16": {"enabled": "auto"},
+            "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+            "train_batch_size": "auto", "gradient_clipping": "auto",
+            "zero_allow_untested_optimizer": True, "zero_force_ds_cpu_optimizer": False}
+
+
+class StageStep:
+    """The runner's step over a `StageTrainer`: micro-batches in, that step's metrics out."""
+
+    def __init__(self, stage: StageTrainer, prepare=None) -> None:
+        self.stage, self.prepare = stage, prepare
+
+    def __call__(self, micro_batches: list[dict]) -> dict[str, float | None]:
+        batches = self.prepare(micro_batches) if self.prepare else micro_batches
+        return step_metrics([self.stage.step(batches)])
+
+
+def _optimizers(optimizer) -> dict:
+    """`optimizers=` for a trainer: ptbench's optimizer, or none under DeepSpeed (which builds
+    its own from the arguments)."""
+    return {"optimizers": constant_schedule(optimizer)} if optimizer is not None else {}
+
+
+def sft_stage(model, optimizer, *, lr: float, grad_accum: int, steps: int,
+              max_grad_norm: float | None = None, tokenizer=None, bf16: bool = False,
+              deepspeed: dict | None = None) -> StageStep:
+    """SFTTrainer (loss_type 'nll') over a whole stage: `grad_accum` micro-batches per step."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(**{**trainer_args(lr, 1, grad_accum, max_grad_norm, bf16), "max_steps": steps},
+                     deepspeed=deepspeed, train_sampling_strategy="sequential", loss_type="nll",
+                     dataset_kwargs={"skip_prepare_dataset": True})
+    placeholders = Dataset.from_dict({"row": list(range(steps * grad_accum * world_size()))})
+    trainer = SFTTrainer(model=model, args=args, train_dataset=placeholders,
+                         processing_class=tokenizer or word_tokenizer(model.config.vocab_size),
+                         data_collator=lambda _features: {}, **_optimizers(optimizer))
+    return StageStep(StageTrainer(quiet(trainer)).start())
+
+
+def grpo_stage(model, optimizer, *, lr: float, loss_type: str, rows: int, grad_accum: int,
+               steps: int, max_grad_norm: float | None = None, clip_eps: float = 0.2,
+               clip_eps_high: float | None = None, bf16: bool = False,
+               deepspeed: dict | None = None) -> StageStep:
+    """GRPOTrainer with `loss_type` over a whole stage: `grad_accum` groups of `rows` supplied
+    completions per step (one group per micro-batch), no reference model."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(**{**trainer_args(lr, rows, grad_accum, max_grad_norm, bf16), "max_steps": steps},
+                      deepspeed=deepspeed, num_generations=rows, steps_per_generation=grad_accum,
+                      loss_type=loss_type, beta=0.0, max_completion_length=16, temperature=1.0,
+                      shuffle_dataset=False, epsilon=clip_eps,
+                      epsilon_high=clip_eps if clip_eps_high is None else clip_eps_high)
+    placeholders = Dataset.from_dict({"prompt": ["w3 w4"] * (rows * grad_accum * world_size())})
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
+        train_dataset=placeholders, processing_class=word_tokenizer(model.config.vocab_size),
+        **_optimizers(optimizer))
+    stage = StageTrainer(quiet(trainer), identity_inputs=True).start()
+    return StageStep(stage, prepare=lambda mbs: grpo_inputs(trainer, mbs))

@@ -21,7 +21,7 @@ import torch
 
 from ptbench.pipelines import distributed
 from ptbench.pipelines.config import ConfigError, StageConfig
-from ptbench.pipelines.data import demonstration_batch, split_micro_batches
+from ptbench.pipelines.data import demonstration_batch, on_device, split_micro_batches
 from ptbench.pipelines.stages import register
 from ptbench.pipelines.stages.rl import RLStage
 
@@ -70,6 +70,7 @@ class SRFTStage(RLStage):
     def demonstration_entropy(self, ctx, demos: dict) -> torch.Tensor:
         """Mean per-token entropy (nats) of the policy on the demonstration tokens of the whole
         step (all ranks)."""
+        demos = on_device(demos, ctx.model)
         logits = ctx.model(input_ids=demos["input_ids"], attention_mask=demos["attention_mask"]).logits
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         per_token = -(logp.exp() * logp).sum(-1)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from ptbench.pipelines import losses
+from ptbench.pipelines import distributed, losses
 from ptbench.pipelines.backends import trl
-from ptbench.pipelines.backends.native import NativeTrainStep, token_logprobs
+from ptbench.pipelines.backends.native import token_logprobs
 from ptbench.pipelines.config import ConfigError, StageConfig
 from ptbench.pipelines.data import encode, pad_rows, split_micro_batches
 from ptbench.pipelines.rollout import generate
@@ -37,8 +37,7 @@ class RLStage:
         if ctx.config.backend == "trl":
             self.train = self.trl_step(ctx)
             return
-        self.train = NativeTrainStep(ctx.model, ctx.optimizer(c), objective="pg", loss_agg=c.loss_agg,
-                                     max_grad_norm=c.max_grad_norm, clip_eps=c.clip_eps,
+        self.train = ctx.native_step(c, objective="pg", loss_agg=c.loss_agg, clip_eps=c.clip_eps,
                                      clip_eps_high=c.clip_eps_high, kl_coef=c.kl_coef,
                                      shaping_gamma=c.shaping_gamma)
 
@@ -56,14 +55,14 @@ class RLStage:
         if c.loss_agg not in trl.GRPO_LOSS_TYPE:
             raise ConfigError(f"{where}.loss_agg: the TRL backend supports "
                               f"{sorted(trl.GRPO_LOSS_TYPE)}, got {c.loss_agg!r}")
-        try:
-            return trl.grpo_step(ctx.model, ctx.optimizer(c), lr=c.lr,
-                                 loss_type=trl.GRPO_LOSS_TYPE[c.loss_agg], rows=c.group_size,
-                                 grad_accum=c.batch_size, max_grad_norm=c.max_grad_norm,
-                                 clip_eps=c.clip_eps, clip_eps_high=c.clip_eps_high,
-                                 kl_coef=c.kl_coef)
-        except trl.UnsupportedByTRL as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        if c.kl_coef:
+            raise ConfigError(f"{where}.kl_coef: the TRL backend runs GRPO without a reference "
+                              f"model (0), got {c.kl_coef}")
+        return ctx.trl_trainer(c, lambda optimizer, ds: trl.grpo_stage(
+            ctx.model, optimizer, lr=c.lr, loss_type=trl.GRPO_LOSS_TYPE[c.loss_agg],
+            rows=c.group_size, grad_accum=c.batch_size // distributed.world_size(), steps=c.steps,
+            max_grad_norm=c.max_grad_norm, clip_eps=c.clip_eps, clip_eps_high=c.clip_eps_high,
+            bf16=ctx.bf16, deepspeed=ds))
 
     off_policy_per_group = 0
     """Demonstrations mixed into each group (LUFFY overrides this)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ptbench.pipelines import distributed
 from ptbench.pipelines.backends import trl
-from ptbench.pipelines.backends.native import NativeTrainStep
 from ptbench.pipelines.config import ConfigError, StageConfig
 from ptbench.pipelines.data import demonstration_batch, split_micro_batches
 from ptbench.pipelines.stages import register
@@ -24,11 +24,14 @@ class SFTStage:
             if c.loss_agg != "token-mean":
                 raise ConfigError(f"stages[{self.index}].loss_agg: the TRL backend's SFTTrainer "
                                   f"declares token-mean only, got {c.loss_agg!r}")
-            self.train = trl.sft_step(ctx.model, ctx.optimizer(c), lr=c.lr,
-                                      max_grad_norm=c.max_grad_norm, tokenizer=ctx.tokenizer)
+            per_rank = c.batch_size // distributed.world_size()
+            grad_accum = -(-per_rank // (c.micro_batch_size or per_rank))
+            self.train = ctx.trl_trainer(c, lambda optimizer, ds: trl.sft_stage(
+                ctx.model, optimizer, lr=c.lr, grad_accum=grad_accum, steps=c.steps,
+                max_grad_norm=c.max_grad_norm, tokenizer=ctx.tokenizer, bf16=ctx.bf16,
+                deepspeed=ds))
         else:
-            self.train = NativeTrainStep(ctx.model, ctx.optimizer(c), objective="ce",
-                                         loss_agg=c.loss_agg, max_grad_norm=c.max_grad_norm)
+            self.train = ctx.native_step(c, objective="ce", loss_agg=c.loss_agg)
 
     def step(self, ctx, step: int) -> dict[str, float]:
         examples = ctx.sample_train(self.config.batch_size)

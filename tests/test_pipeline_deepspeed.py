@@ -1,0 +1,177 @@
+"""Both backends under DeepSpeed ZeRO (gloo on CPU): a step under the engine is the plain step,
+at world size 1 and 2, with and without optimizer offload; a killed run resumes from the
+engine's checkpoint with identical results; the comparison catches a dropped micro-batch (the
+DeepSpeed offload bug class).
+
+Native: ptbench's own engine (ZeRO 0-2). TRL: the trainer's engine, built by transformers and
+accelerate from `TrainingArguments(deepspeed=...)`, over a whole stage in one `train()`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from ptbench.pipelines.backends import native
+from ptbench.pipelines.config import ConfigError, PipelineConfig, from_dict
+from ptbench.pipelines.run import run_pipeline
+from ptbench.pipelines.tracking import Tracker
+from tests.test_pipeline_distributed import SFT_THEN_RL, TWO_RANKS, final_weights, torchrun
+
+ZERO = {"zero0": {"zero_stage": 0}, "zero1": {"zero_stage": 1}, "zero2": {"zero_stage": 2},
+        "zero2-offload": {"zero_stage": 2, "offload_optimizer": True}}
+
+
+def _config(deepspeed: dict | None, **changes) -> PipelineConfig:
+    """float32 everywhere, so that the comparison is element-wise on a GPU too."""
+    return from_dict(PipelineConfig, {**SFT_THEN_RL, "deepspeed": deepspeed, "dtype": "float32",
+                                      **changes})
+
+
+def assert_same_weights(got: dict, want: dict) -> None:
+    """Element-wise, as at world size 2 without DeepSpeed: only the order of float sums differs."""
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6,
+                                   msg=lambda m, _n=name: f"{_n}: {m}")
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """sft + rl (KL) + srft without DeepSpeed, world size 1: the weights every run must reach."""
+    tmp = tmp_path_factory.mktemp("plain")
+    run_pipeline(_config(None), tmp / "run", cache=tmp / "cache")
+    return final_weights(tmp / "run"), tmp / "cache"
+
+
+@pytest.mark.parametrize("zero", list(ZERO))
+def test_zero_stage_at_world_size_1_matches_the_plain_step(plain, tmp_path, zero):
+    weights, cache = plain
+    run_pipeline(_config(ZERO[zero]), tmp_path / zero, cache=cache)
+    assert_same_weights(final_weights(tmp_path / zero), weights)
+
+
+@TWO_RANKS
+@pytest.mark.parametrize("zero", ["zero2", "zero2-offload"])
+def test_zero_stage_at_world_size_2_matches_world_size_1(plain, tmp_path, zero):
+    weights, _ = plain
+    # Its own cache: rank 0 builds the base model while rank 1 waits (same seed, same weights).
+    done = torchrun({**SFT_THEN_RL, "deepspeed": ZERO[zero], "dtype": "float32"}, tmp_path / zero,
+                    tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert_same_weights(final_weights(tmp_path / zero), weights)
+
+
+def test_dropped_micro_batch_under_the_engine_is_caught(plain, tmp_path, monkeypatch):
+    """Planted: the engine sees only the last micro-batch of each backward call (what
+    DeepSpeed's CPU-offloaded ZeRO-2 did to intermediate micro-batches)."""
+    weights, cache = plain
+    original = native.NativeTrainStep.backward
+
+    def last_only(self, micro_batches, **kwargs):
+        return original(self, micro_batches[-1:], **kwargs)
+
+    monkeypatch.setattr(native.NativeTrainStep, "backward", last_only)
+    run_pipeline(_config(ZERO["zero2-offload"]), tmp_path / "bug", cache=cache)
+    with pytest.raises(AssertionError):
+        assert_same_weights(final_weights(tmp_path / "bug"), weights)
+
+
+@pytest.mark.parametrize("killed_at", [2, 4], ids=["mid-sft", "mid-srft"])
+def test_killed_zero2_run_resumes_with_identical_results(plain, tmp_path, killed_at):
+    """Killed inside a stage whose every step moves the weights (the tiny RL stage's rewards are
+    mostly all-equal, so its steps can be no-ops, which would hide a lost optimizer state)."""
+    _, cache = plain
+    sft, _, srft = SFT_THEN_RL["stages"]
+    config = _config(ZERO["zero2"], checkpoint_every=1, stages=[sft, {**srft, "steps": 3}])
+    full = run_pipeline(config, tmp_path / "full", cache=cache)
+    run_pipeline(config, tmp_path / "cut", cache=cache, stop_after=killed_at)
+    resumed = run_pipeline(config, tmp_path / "cut", cache=cache, resume=True)
+
+    def values(path):
+        return [(r.stage, r.step, r.metric, r.value) for r in Tracker.read(path)
+                if not r.metric.startswith("wall")]
+
+    assert values(resumed) == values(full)
+    assert (tmp_path / "cut" / "checkpoints" / f"step-{killed_at:06d}" / "deepspeed").is_dir()
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("section, changes, message", [
+    ({"zero_stage": 3}, {}, "deepspeed.zero_stage: expected 0, 1 or 2"),
+    ({"zero_stage": 0, "offload_optimizer": True}, {}, "deepspeed.offload_optimizer"),
+    ({"zero_stage": 2, "offload": True}, {}, "deepspeed: unknown key(s) offload"),
+])
+def test_deepspeed_config_errors_name_the_field(section, changes, message):
+    with pytest.raises(ConfigError) as err:
+        _config(section, **changes)
+    assert message in str(err.value)
+
+
+TRL = {**SFT_THEN_RL, "backend": "trl",
+       "stages": [SFT_THEN_RL["stages"][0], {**SFT_THEN_RL["stages"][1], "kl_coef": 0.0}]}
+
+
+def relative_distance(a: dict, b: dict) -> float:
+    num = sum(float((a[k] - b[k]).double().pow(2).sum()) for k in a) ** 0.5
+    return num / sum(float(a[k].double().pow(2).sum()) for k in a) ** 0.5
+
+
+@pytest.fixture(scope="module")
+def trl_plain(tmp_path_factory):
+    """TRL sft + GRPO without DeepSpeed, world size 1."""
+    tmp = tmp_path_factory.mktemp("trl-plain")
+    run_pipeline(from_dict(PipelineConfig, {**TRL, "dtype": "float32"}), tmp / "run",
+                 cache=tmp / "cache")
+    return final_weights(tmp / "run"), tmp / "cache"
+
+
+@pytest.mark.parametrize("zero", ["zero2", "zero2-offload"])
+def test_trl_under_zero_at_world_size_1_matches_trl_plain(trl_plain, tmp_path, zero):
+    weights, cache = trl_plain
+    config = from_dict(PipelineConfig, {**TRL, "dtype": "float32", "deepspeed": ZERO[zero]})
+    run_pipeline(config, tmp_path / zero, cache=cache)
+    assert_same_weights(final_weights(tmp_path / zero), weights)
+
+
+@TWO_RANKS
+def test_trl_under_zero2_at_world_size_2_matches_world_size_1(trl_plain, tmp_path):
+    """Within the backends' agreement tolerance (relative weight distance < 1e-4), as TRL at
+    world size 2 without DeepSpeed."""
+    weights, _ = trl_plain
+    done = torchrun({**TRL, "dtype": "float32", "deepspeed": ZERO["zero2"]}, tmp_path / "ws2",
+                    tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert relative_distance(final_weights(tmp_path / "ws2"), weights) < 1e-4
+
+
+def test_killed_trl_zero2_run_resumes_with_identical_results(trl_plain, tmp_path):
+    _, cache = trl_plain
+    config = from_dict(PipelineConfig, {**TRL, "dtype": "float32", "deepspeed": ZERO["zero2"],
+                                        "checkpoint_every": 1, "stages": TRL["stages"][:1]})
+    full = run_pipeline(config, tmp_path / "full", cache=cache)
+    run_pipeline(config, tmp_path / "cut", cache=cache, stop_after=2)
+    resumed = run_pipeline(config, tmp_path / "cut", cache=cache, resume=True)
+
+    def values(path):
+        return [(r.stage, r.step, r.metric, r.value) for r in Tracker.read(path)
+                if not r.metric.startswith("wall")]
+
+    assert values(resumed) == values(full)
+    assert (tmp_path / "cut" / "checkpoints" / "step-000002" / "deepspeed").is_dir()
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_deepspeed_run_leaves_no_state_behind(trl_plain, tmp_path):
+    """transformers sets ACCELERATE_USE_DEEPSPEED and accelerate keeps a process-wide state: a
+    plain TRL run after a DeepSpeed one in the same process must still be plain."""
+    weights, cache = trl_plain
+    sft_only = {**TRL, "dtype": "float32", "stages": TRL["stages"][:1]}
+    run_pipeline(from_dict(PipelineConfig, {**sft_only, "deepspeed": ZERO["zero2"]}),
+                 tmp_path / "ds", cache=cache)
+    assert "ACCELERATE_USE_DEEPSPEED" not in os.environ
+    run_pipeline(from_dict(PipelineConfig, sft_only), tmp_path / "plain", cache=cache)
+    assert_same_weights(final_weights(tmp_path / "plain"), final_weights(tmp_path / "ds"))

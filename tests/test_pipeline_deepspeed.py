@@ -39,7 +39,8 @@ def assert_same_weights(got: dict, want: dict) -> None:
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
-    """sft + rl (KL) + srft without DeepSpeed, world size 1: the weights every run must reach."""
+    """sft + rl (KL) + luffy + srft without DeepSpeed, world size 1: the weights every run must
+    reach."""
     tmp = tmp_path_factory.mktemp("plain")
     run_pipeline(_config(None), tmp / "run", cache=tmp / "cache")
     return final_weights(tmp / "run"), tmp / "cache"
@@ -52,13 +53,23 @@ def test_zero_stage_at_world_size_1_matches_the_plain_step(plain, tmp_path, zero
     assert_same_weights(final_weights(tmp_path / zero), weights)
 
 
+@pytest.fixture(scope="module")
+def plain_ws2(tmp_path_factory):
+    """The same pipeline without DeepSpeed at world size 2. RL stages compare against it, not
+    against world size 1: each rank samples its own completions (seed + rank)."""
+    tmp = tmp_path_factory.mktemp("plain-ws2")
+    # Its own cache: rank 0 builds the base model while rank 1 waits (same seed, same weights).
+    done = torchrun({**SFT_THEN_RL, "dtype": "float32"}, tmp / "run", tmp / "cache")
+    assert done.returncode == 0, done.stderr[-4000:]
+    return final_weights(tmp / "run"), tmp / "cache"
+
+
 @TWO_RANKS
 @pytest.mark.parametrize("zero", ["zero2", "zero2-offload"])
-def test_zero_stage_at_world_size_2_matches_world_size_1(plain, tmp_path, zero):
-    weights, _ = plain
-    # Its own cache: rank 0 builds the base model while rank 1 waits (same seed, same weights).
+def test_zero_stage_at_world_size_2_matches_the_plain_step(plain_ws2, tmp_path, zero):
+    weights, cache = plain_ws2
     done = torchrun({**SFT_THEN_RL, "deepspeed": ZERO[zero], "dtype": "float32"}, tmp_path / zero,
-                    tmp_path / "cache")
+                    cache)
     assert done.returncode == 0, done.stderr[-4000:]
     assert_same_weights(final_weights(tmp_path / zero), weights)
 
@@ -83,7 +94,7 @@ def test_killed_zero2_run_resumes_with_identical_results(plain, tmp_path, killed
     """Killed inside a stage whose every step moves the weights (the tiny RL stage's rewards are
     mostly all-equal, so its steps can be no-ops, which would hide a lost optimizer state)."""
     _, cache = plain
-    sft, _, srft = SFT_THEN_RL["stages"]
+    sft, *_, srft = SFT_THEN_RL["stages"]
     config = _config(ZERO["zero2"], checkpoint_every=1, stages=[sft, {**srft, "steps": 3}])
     full = run_pipeline(config, tmp_path / "full", cache=cache)
     run_pipeline(config, tmp_path / "cut", cache=cache, stop_after=killed_at)

@@ -23,6 +23,10 @@ SFT_THEN_RL = {
         {"kind": "sft", "steps": 3, "batch_size": 8, "micro_batch_size": 3},
         {"kind": "rl", "steps": 2, "lr": 1e-4, "batch_size": 2, "group_size": 3,
          "max_new_tokens": 4, "kl_coef": 0.01},
+        # The tiny model's rollouts earn no reward yet, so GRPO's advantages are all zero here;
+        # LUFFY's demonstrations (reward 1) give the policy-gradient path a real gradient.
+        {"kind": "luffy", "steps": 1, "lr": 1e-4, "batch_size": 2, "group_size": 3,
+         "max_new_tokens": 4},
         {"kind": "srft", "steps": 1, "lr": 1e-4, "batch_size": 2, "group_size": 3,
          "max_new_tokens": 4},
     ],
@@ -103,13 +107,14 @@ def test_sft_at_world_size_2_matches_world_size_1(runs, ws2):
 
 
 @TWO_RANKS
-@pytest.mark.parametrize(("out", "stages"), [("all-ws2", ["0:sft", "1:rl", "2:srft"]),
+@pytest.mark.parametrize(("out", "stages"), [("all-ws2", ["0:sft", "1:rl", "2:luffy", "3:srft"]),
                                              ("trl-all-ws2", ["0:sft", "1:rl"])], ids=["native", "trl"])
 def test_every_stage_runs_at_world_size_2(runs, out, stages):
     rows = Tracker.read(runs / out / "metrics.jsonl")
     assert sorted({r.stage for r in rows}) == stages
     per_step = [r for r in rows if r.metric == "train/reward"]
-    assert len(per_step) == len(stages) and all(0.0 <= r.value <= 1.0 for r in per_step)
+    rl_steps = sum(s["steps"] for s in SFT_THEN_RL["stages"][:len(stages)] if s["kind"] != "sft")
+    assert len(per_step) == rl_steps and all(0.0 <= r.value <= 1.0 for r in per_step)
     flops = [r.flops for r in rows]
     assert flops == sorted(flops)
     generation = max(r.value for r in rows if r.metric == "flops/generation")

@@ -34,10 +34,11 @@ SHOWN = ("eval/id_accuracy", "eval/ood_accuracy", "eval/sampled_reward", "eval/s
 
 
 def stage_ends(metrics: Path) -> list[dict]:
-    """The eval figures at the last evaluated step of every stage."""
+    """The eval figures at the last evaluated step of every stage, and its last trained step."""
     from ptbench.pipelines.tracking import Tracker
 
-    rows = [r for r in Tracker.read(metrics) if r.metric in SHOWN]
+    everything = Tracker.read(metrics)
+    rows = [r for r in everything if r.metric in SHOWN]
     ends: dict[str, dict] = {}
     for r in rows:
         end = ends.setdefault(r.stage, {"stage": r.stage, "step": -1})
@@ -46,6 +47,9 @@ def stage_ends(metrics: Path) -> list[dict]:
             end.update(stage=r.stage, step=r.step)
         if r.step == end["step"]:
             end[r.metric.removeprefix("eval/")] = round(r.value, 4)
+    for r in everything:  # how far training got, evaluated or not (a run cut by --timeout)
+        if r.metric == "train/loss" and r.stage in ends:
+            ends[r.stage]["trained_to"] = max(r.step, ends[r.stage].get("trained_to", 0))
     return list(ends.values())
 
 

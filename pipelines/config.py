@@ -160,6 +160,10 @@ class StageConfig:
     mini_batches: int = 1
     """RL: optimizer updates per pass, each on an equal share of the batch's groups. A stage
     step (one rollout batch) takes num_iterations x mini_batches updates."""
+    generation: str = "ptbench"
+    """RL rollouts: 'ptbench' (ptbench's sampler, the same for both backends), 'trl' (TRL's
+    GRPOTrainer samples prompts and generates and scores completions itself; backend trl) or
+    'vllm' (the same through TRL's colocated vLLM; needs vllm and a GPU)."""
     max_grad_norm: float | None = 1.0
     warmup_steps: int = 0
     lr_schedule: str = "constant"
@@ -184,6 +188,11 @@ class StageConfig:
                     "an integer >= 2 (group-normalized advantages need two rollouts)", self.group_size)
             require(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)
             require(self.temperature > 0, "temperature", "a float > 0", self.temperature)
+        require(self.generation in ("ptbench", "trl", "vllm"), "generation",
+                "'ptbench', 'trl' or 'vllm'", self.generation)
+        if self.generation != "ptbench":
+            require(self.kind == "rl", "generation", f"'ptbench' for a {self.kind!r} stage",
+                    self.generation)
         require(self.num_iterations >= 1, "num_iterations", "an integer >= 1", self.num_iterations)
         require(self.mini_batches >= 1 and self.batch_size % self.mini_batches == 0, "mini_batches",
                 f"an integer >= 1 dividing batch_size ({self.batch_size})", self.mini_batches)

@@ -33,6 +33,8 @@ def test_config_validates(path):
         assert not config.model.startswith("tiny:") and config.hardware["gpus"] == 8
         assert config.deepspeed is not None and config.deepspeed.zero_stage == 2
         assert config.backend == "native" or trl_supports(config), "TRL would refuse a stage"
+        rl = [s for s in config.stages if s.kind == "rl"]
+        assert all(s.generation == ("vllm" if config.backend == "trl" else "ptbench") for s in rl)
     truncated = [s for s in config.stages if s.budget_steps]
     assert bool(truncated) == path.stem.startswith("truncated"), "only truncated pipelines cut RL"
     if path.stem.startswith("truncated"):

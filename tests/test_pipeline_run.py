@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -209,3 +210,45 @@ def test_reused_rollouts_are_clipped_and_counted(tmp_path, monkeypatch):
                                      tmp_path / "on-policy", cache=tmp_path / "cache"))
     assert [r.value for r in rows if r.metric == "train/clip_fraction"] == [0.0, 0.0]
     assert max(r.value for r in rows if r.metric == "flops/extra_forward") == 0
+
+
+def test_trl_backend_generates_and_scores_its_own_rollouts(tmp_path, monkeypatch):
+    """generation: trl -> GRPOTrainer samples prompts from the train pool and generates; the
+    task's verifier scores each completion, and TRL's logged mean reward is that score's mean.
+    (The tiny model earns no arithmetic reward yet: a reward by completion length varies.)"""
+    from ptbench.fixtures.tasks.arithmetic import ArithmeticTask
+
+    monkeypatch.setattr(ArithmeticTask, "reward", lambda self, example, text: float(len(text) % 3))
+    rl = {"kind": "rl", "steps": 3, "lr": 1e-4, "batch_size": 2, "group_size": 3,
+          "max_new_tokens": 4, "generation": "trl"}
+    rows = Tracker.read(run_pipeline(_config(stages=[rl], backend="trl", checkpoint_every=0),
+                                     tmp_path / "run", cache=tmp_path / "cache"))
+    by = {(r.step, r.metric): r.value for r in rows}
+    for step in (1, 2, 3):
+        assert by[(step, "train/trl_reward")] == pytest.approx(by[(step, "train/reward")], abs=1e-6)
+        # groups as TRL formed them: its share of all-equal groups is ours
+        assert 1 - by[(step, "train/trl_frac_reward_zero_std")] == pytest.approx(
+            by[(step, "train/nonzero_adv_groups")], abs=1e-6)
+        assert by[(step, "flops/generation")] > by[(step - 1, "flops/generation")]
+        assert by[(step, "flops/train")] > by[(step - 1, "flops/train")]
+    assert sum(by[(step, "train/reward")] for step in (1, 2, 3)) > 0
+    assert sum(by[(step, "train/grad_norm")] for step in (1, 2, 3)) > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_vllm_generation_without_vllm_names_the_field(tmp_path):
+    stage = {"kind": "rl", "steps": 1, "batch_size": 2, "group_size": 3, "generation": "vllm"}
+    with pytest.raises(ConfigError, match=r"stages\[0\].generation: vLLM is not available"):
+        run_pipeline(_config(stages=[stage], backend="trl"), tmp_path / "x", cache=tmp_path / "c")
+
+
+@pytest.mark.parametrize(("changes", "stage", "message"), [
+    ({}, {"kind": "rl", "steps": 1, "generation": "trl"}, "generation: 'trl' is TRL's generation"),
+    ({"backend": "trl"}, {"kind": "sft", "steps": 1, "generation": "trl"},
+     "generation: expected 'ptbench' for a 'sft' stage"),
+    ({"backend": "trl"}, {"kind": "rl", "steps": 1, "generation": "hf"},
+     "generation: expected 'ptbench', 'trl' or 'vllm'"),
+])
+def test_generation_errors_name_the_field(tmp_path, changes, stage, message):
+    with pytest.raises(ConfigError, match=message):
+        run_pipeline(_config(stages=[stage], **changes), tmp_path / "x", cache=tmp_path / "c")

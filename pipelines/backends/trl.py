@@ -162,7 +162,8 @@ def step_metrics(logs: list[dict]) -> dict[str, float | None]:
 
     loss = last("loss")
     return {"grad_norm": last("grad_norm"), "loss": float("nan") if loss is None else loss,
-            "clip_fraction": last("clip_ratio/region_mean") or 0.0}
+            "clip_fraction": last("clip_ratio/region_mean") or 0.0, "reward": last("reward"),
+            "frac_reward_zero_std": last("frac_reward_zero_std")}
 
 
 class GRPOStep:
@@ -221,8 +222,8 @@ class StageStep:
     def __init__(self, stage: StageTrainer, prepare=None) -> None:
         self.stage, self.prepare = stage, prepare
 
-    def __call__(self, micro_batches: list[dict]) -> dict[str, float | None]:
-        batches = self.prepare(micro_batches) if self.prepare else micro_batches
+    def __call__(self, micro_batches: list[dict] | None) -> dict[str, float | None]:
+        batches = self.prepare(micro_batches) if self.prepare and micro_batches else micro_batches
         return step_metrics([self.stage.step(batches)])
 
 
@@ -246,27 +247,45 @@ def sft_stage(model, optimizer, *, lr: float, grad_accum: int, steps: int,
     trainer = SFTTrainer(model=model, args=args, train_dataset=placeholders,
                          processing_class=tokenizer or word_tokenizer(model.config.vocab_size),
                          data_collator=lambda _features: {}, **_optimizers(optimizer))
-    return StageStep(StageTrainer(quiet(trainer)).start())
+    return StageStep(StageTrainer(quiet(trainer), serve="batches").start())
 
 
 def grpo_stage(model, optimizer, *, lr: float, loss_type: str, rows: int, grad_accum: int,
                steps: int, max_grad_norm: float | None = None, clip_eps: float = 0.2,
                clip_eps_high: float | None = None, bf16: bool = False,
-               deepspeed: dict | None = None) -> StageStep:
-    """GRPOTrainer with `loss_type` over a whole stage: `grad_accum` groups of `rows` supplied
-    completions per step (one group per micro-batch), no reference model."""
+               deepspeed: dict | None = None, generation: dict | None = None) -> StageStep:
+    """GRPOTrainer with `loss_type` over a whole stage: `grad_accum` groups of `rows`
+    completions per step (one group per micro-batch), no reference model.
+
+    Without `generation` the completions are supplied by the runner (`StageStep(batches)`).
+    With it, TRL samples prompts and generates and scores completions itself (`StageStep(None)`):
+    generation = {"prompts": [...], "reward": fn(prompts, completions, index, ...),
+    "tokenizer", "max_new_tokens", "temperature", "seed", "use_vllm"}.
+    """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    own = generation or {}
     args = GRPOConfig(**{**trainer_args(lr, rows, grad_accum, max_grad_norm, bf16), "max_steps": steps},
                       deepspeed=deepspeed, num_generations=rows, steps_per_generation=grad_accum,
-                      loss_type=loss_type, beta=0.0, max_completion_length=16, temperature=1.0,
-                      shuffle_dataset=False, epsilon=clip_eps,
-                      epsilon_high=clip_eps if clip_eps_high is None else clip_eps_high)
-    placeholders = Dataset.from_dict({"prompt": ["w3 w4"] * (rows * grad_accum * world_size())})
+                      loss_type=loss_type, beta=0.0, epsilon=clip_eps,
+                      epsilon_high=clip_eps if clip_eps_high is None else clip_eps_high,
+                      max_completion_length=own.get("max_new_tokens", 16),
+                      temperature=own.get("temperature", 1.0), seed=own.get("seed", 42),
+                      shuffle_dataset=generation is not None,
+                      use_vllm=own.get("use_vllm", False), vllm_mode="colocate")
+    if generation is None:
+        data = Dataset.from_dict({"prompt": ["w3 w4"] * (rows * grad_accum * world_size())})
+        reward, tokenizer = (lambda completions, **_: [0.0] * len(completions)), None
+    else:
+        prompts = generation["prompts"]
+        data = Dataset.from_dict({"prompt": prompts, "index": list(range(len(prompts)))})
+        reward, tokenizer = generation["reward"], generation["tokenizer"]
     trainer = GRPOTrainer(
-        model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
-        train_dataset=placeholders, processing_class=word_tokenizer(model.config.vocab_size),
+        model=model, reward_funcs=reward, args=args, train_dataset=data,
+        processing_class=tokenizer or word_tokenizer(model.config.vocab_size),
         **_optimizers(optimizer))
-    stage = StageTrainer(quiet(trainer), identity_inputs=True).start()
+    if generation is not None:
+        return StageStep(StageTrainer(quiet(trainer), serve=None).start())
+    stage = StageTrainer(quiet(trainer), serve="inputs").start()
     return StageStep(stage, prepare=lambda mbs: grpo_inputs(trainer, mbs))

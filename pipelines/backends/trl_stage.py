@@ -55,16 +55,22 @@ class _Handoff(TrainerCallback):
 
 class StageTrainer:
     """`step(micro_batches)` -> that step's logs; the trainer serves exactly these micro-batches
-    (len = the trainer's gradient_accumulation_steps) as one optimizer step."""
+    (len = the trainer's gradient_accumulation_steps) as one optimizer step.
 
-    def __init__(self, trainer, identity_inputs: bool = False) -> None:
+    serve: 'batches' (the micro-batches go through the trainer's `_prepare_inputs`), 'inputs'
+    (they are the model inputs already: GRPO with ptbench's rollouts), or None (the trainer draws
+    its own data: GRPO generating its own completions; `step(None)`).
+    """
+
+    def __init__(self, trainer, serve: str | None = "batches") -> None:
         self.trainer = trainer
         self.pending: list | None = None
         self._commands: queue.Queue = queue.Queue(maxsize=1)
         self._results: queue.Queue = queue.Queue()
         trainer.add_callback(_Handoff(self))
-        trainer.get_batch_samples = self._serve
-        if identity_inputs:  # GRPO: the served micro-batches are already TRL's model inputs
+        if serve is not None:
+            trainer.get_batch_samples = self._serve
+        if serve == "inputs":
             trainer._prepare_inputs = types.MethodType(lambda tr, inputs: inputs, trainer)
         # The CUDA current device is per thread: the trainer's is the launching rank's.
         self._cuda_device = torch.cuda.current_device() if torch.cuda.is_available() else None
@@ -77,7 +83,7 @@ class StageTrainer:
         self._receive("ready")
         return self
 
-    def step(self, micro_batches: list) -> dict:
+    def step(self, micro_batches: list | None) -> dict:
         self._commands.put(micro_batches)
         return self._receive("logs")
 

@@ -20,7 +20,7 @@ from ptbench.pipelines.backends import trl
 from ptbench.pipelines.backends.native import token_logprobs
 from ptbench.pipelines.config import ConfigError, StageConfig
 from ptbench.pipelines.data import encode, pad_rows, split_micro_batches
-from ptbench.pipelines.rollout import generate
+from ptbench.pipelines.rollout import generate, stop_token_ids
 from ptbench.pipelines.stages import register
 
 
@@ -34,6 +34,11 @@ class RLStage:
     def setup(self, ctx) -> None:
         c = self.config
         self.reference = ctx.stage_start if c.kl_coef > 0 else None
+        self.scored: list[tuple[int, str, float]] = []
+        """(train example index, completion, reward) of TRL's own rollouts, as scored."""
+        if c.generation != "ptbench" and ctx.config.backend != "trl":
+            raise ConfigError(f"stages[{self.index}].generation: {c.generation!r} is TRL's "
+                              "generation; expected backend: trl, or generation: ptbench")
         if ctx.config.backend == "trl":
             self.train = self.trl_step(ctx)
             return
@@ -58,11 +63,47 @@ class RLStage:
         if c.kl_coef:
             raise ConfigError(f"{where}.kl_coef: the TRL backend runs GRPO without a reference "
                               f"model (0), got {c.kl_coef}")
-        return ctx.trl_trainer(c, lambda optimizer, ds: trl.grpo_stage(
-            ctx.model, optimizer, lr=c.lr, loss_type=trl.GRPO_LOSS_TYPE[c.loss_agg],
-            rows=c.group_size, grad_accum=c.batch_size // distributed.world_size(), steps=c.steps,
-            max_grad_norm=c.max_grad_norm, clip_eps=c.clip_eps, clip_eps_high=c.clip_eps_high,
-            bf16=ctx.bf16, deepspeed=ds))
+        generation = None
+        if c.generation != "ptbench":
+            ctx.model.generation_config.eos_token_id = stop_token_ids(ctx.tokenizer)
+            generation = {"prompts": [e.prompt for e in ctx.train_pool],
+                          "reward": lambda completions, index, **_: self.score(ctx, index, completions),
+                          "tokenizer": ctx.tokenizer, "max_new_tokens": c.max_new_tokens,
+                          "temperature": c.temperature, "seed": ctx.config.seed,
+                          "use_vllm": c.generation == "vllm"}
+        try:
+            return ctx.trl_trainer(c, lambda optimizer, ds: trl.grpo_stage(
+                ctx.model, optimizer, lr=c.lr, loss_type=trl.GRPO_LOSS_TYPE[c.loss_agg],
+                rows=c.group_size, grad_accum=c.batch_size // distributed.world_size(),
+                steps=c.steps, max_grad_norm=c.max_grad_norm, clip_eps=c.clip_eps,
+                clip_eps_high=c.clip_eps_high, bf16=ctx.bf16, deepspeed=ds, generation=generation))
+        except ImportError as exc:  # generation: vllm without vLLM installed
+            raise ConfigError(f"{where}.generation: {exc}") from None
+
+    def score(self, ctx, index: list[int], completions: list[str]) -> list[float]:
+        """The task's verifier on TRL's own completions (called in TRL's trainer thread)."""
+        rewards = [ctx.task.reward(ctx.train_pool[i], text) for i, text in zip(index, completions, strict=True)]
+        self.scored += list(zip(index, completions, rewards, strict=True))
+        return rewards
+
+    def trl_generated_step(self, ctx) -> dict[str, float]:
+        """One step of GRPOTrainer generating its own rollouts; the runner sees them as scored
+        and counts their FLOPs from their token lengths."""
+        c = self.config
+        out = self.train(None)
+        scored, self.scored = self.scored, []
+        examples = [ctx.train_pool[i] for i, *_ in scored[::c.group_size]]
+        ctx.account_generation(examples, c.group_size, c.max_new_tokens)
+        rows = [encode(ctx.tokenizer, ctx.train_pool[i].prompt) + encode(ctx.tokenizer, text)
+                for i, text, _ in scored]
+        starts = [len(encode(ctx.tokenizer, ctx.train_pool[i].prompt)) for i, *_ in scored]
+        batch = pad_rows(rows, starts, ctx.tokenizer.pad_token_id)
+        ctx.account_train(split_micro_batches(batch, c.group_size))
+        rewards = torch.tensor([r for *_, r in scored])
+        return {**self.reward_metrics(rewards), "train/clip_fraction": out["clip_fraction"],
+                "train/loss": out["loss"], "train/grad_norm": out["grad_norm"],
+                "train/updates": 1.0, "train/trl_reward": out["reward"],
+                "train/trl_frac_reward_zero_std": out["frac_reward_zero_std"]}
 
     off_policy_per_group = 0
     """Demonstrations mixed into each group (LUFFY overrides this)."""
@@ -116,6 +157,8 @@ class RLStage:
 
     def step(self, ctx, step: int) -> dict[str, float]:
         c = self.config
+        if c.generation != "ptbench":
+            return self.trl_generated_step(ctx)
         batch, rewards, _ = self.scored_batch(ctx)
         rows = batch["input_ids"].shape[0] // c.mini_batches  # whole groups: batch_size divides
         outs = []

@@ -94,10 +94,9 @@ class RLStage:
         scored, self.scored = self.scored, []
         examples = [ctx.train_pool[i] for i, *_ in scored[::c.group_size]]
         ctx.account_generation(examples, c.group_size, c.max_new_tokens)
-        rows = [encode(ctx.tokenizer, ctx.train_pool[i].prompt) + encode(ctx.tokenizer, text)
-                for i, text, _ in scored]
-        starts = [len(encode(ctx.tokenizer, ctx.train_pool[i].prompt)) for i, *_ in scored]
-        batch = pad_rows(rows, starts, ctx.tokenizer.pad_token_id)
+        prompts = [encode(ctx.tokenizer, ctx.train_pool[i].prompt) for i, *_ in scored]
+        rows = [p + encode(ctx.tokenizer, text) for p, (_, text, _) in zip(prompts, scored, strict=True)]
+        batch = pad_rows(rows, [len(p) for p in prompts], ctx.tokenizer.pad_token_id)
         ctx.account_train(split_micro_batches(batch, c.group_size))
         rewards = torch.tensor([r for *_, r in scored])
         return {**self.reward_metrics(rewards), "train/clip_fraction": out["clip_fraction"],

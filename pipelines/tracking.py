@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ptbench.fixtures.atomic import write_atomic
 
 
 @dataclass(frozen=True)
@@ -59,18 +60,7 @@ class Tracker:
 
     def flush(self) -> None:
         """Rewrite the file atomically with every row so far."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                for row in self.rows:
-                    f.write(json.dumps(asdict(row)) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, lambda f: f.writelines(json.dumps(asdict(r)) + "\n" for r in self.rows))
 
     @staticmethod
     def read(path: str | os.PathLike) -> list[Row]:

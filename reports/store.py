@@ -5,29 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from ptbench.fixtures.atomic import write_json_atomic
+
 FRAMEWORKS = ("torch", "transformers", "trl", "deepspeed", "openrlhf", "accelerate")
-
-
-def write_json_atomic(path: str | os.PathLike, obj: object) -> Path:
-    """Write `obj` as JSON to `path` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def environment() -> dict:

@@ -53,33 +53,49 @@ def init_deepspeed() -> None:
                                verbose=False)
 
 
-def zero_section(zero_stage: int, offload_optimizer: bool = False) -> dict:
-    """DeepSpeed's `zero_optimization` section: the stage, the optimizer on the CPU or not."""
+def ds_config(zero_stage: int, offload_optimizer: bool = False, *,
+              micro_batch_size: int | str = "auto", grad_accum: int | str = "auto",
+              train_batch_size: int | str = "auto", clipping: float | str = "auto",
+              bf16: bool | str = "auto", managed_accumulation: bool = True,
+              optimizer: dict | None = None) -> dict:
+    """A DeepSpeed config: ZeRO `zero_stage`, the optimizer states on the CPU or not.
+
+    "auto" values are filled in by transformers / accelerate from a trainer's own arguments (the
+    TRL backend); the native backend and the probes give numbers. `managed_accumulation=False`
+    makes the caller's `engine.step()` the accumulation boundary (the native backend).
+    `optimizer`: DeepSpeed's own optimizer section (else the client optimizer is used, also under
+    offload). Which stages a caller accepts is checked at its edge (`config.DeepSpeedConfig`,
+    the probe adapter)."""
     zero: dict = {"stage": zero_stage}
     if offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}
-    return zero
+    config = {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": train_batch_size,
+        "gradient_clipping": clipping,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16},
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,  # a torch optimizer under offload too
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if not managed_accumulation:
+        config["managed_gradient_accumulation"] = False
+    if optimizer is not None:
+        config["optimizer"] = optimizer
+    return config
 
 
 def engine_config(zero_stage: int, *, offload_optimizer: bool = False,
                   max_grad_norm: float | None = None, bf16: bool = False) -> dict:
-    """The DeepSpeed config of one training stage (caller-owned accumulation boundary); the
-    stage and offload come validated from `config.DeepSpeedConfig`."""
+    """The native backend's config of one training stage: caller-owned accumulation boundary,
+    nominal sizes (ptbench decides what a step holds; DeepSpeed only checks the product)."""
     world = dist.get_world_size() if dist.is_initialized() else 1
-    return {
-        # Nominal sizes: ptbench decides what a step holds; DeepSpeed only checks the product.
-        "train_micro_batch_size_per_gpu": 1,
-        "gradient_accumulation_steps": 1,
-        "train_batch_size": world,
-        "managed_gradient_accumulation": False,
-        "gradient_clipping": max_grad_norm or 0.0,
-        "zero_optimization": zero_section(zero_stage, offload_optimizer),
-        "bf16": {"enabled": bf16},
-        "zero_allow_untested_optimizer": True,
-        "zero_force_ds_cpu_optimizer": False,  # ptbench's torch AdamW under offload too
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
+    return ds_config(zero_stage, offload_optimizer, micro_batch_size=1, grad_accum=1,
+                     train_batch_size=world, clipping=max_grad_norm or 0.0, bf16=bf16,
+                     managed_accumulation=False)
 
 
 def wrap(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict):

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,11 @@ class TaskConfig:
     """A task of ptbench.fixtures.tasks: arithmetic, generalpoints, math, cola."""
     options: dict = field(default_factory=dict)
     """Keyword options of the task (e.g. {"id_digits": 2})."""
+
+    def __post_init__(self) -> None:
+        from ptbench.fixtures.tasks import TASKS
+
+        require(self.name in TASKS, "name", f"one of {sorted(TASKS)}", self.name)
 
 
 @dataclass(frozen=True)
@@ -255,7 +261,8 @@ class PipelineConfig:
     stages: list[StageConfig]
     seed: int = 0
     backend: str = "native"
-    """'native' (ptbench.pipelines.losses) or 'trl' (TRL's trainers and losses)."""
+    """A registered backend (`ptbench.pipelines.backends`): 'native' (ptbench.pipelines.losses)
+    or 'trl' (TRL's trainers and losses). Every stage is checked against it at load time."""
     base: BaseModelConfig = field(default_factory=BaseModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint_every: int = 0
@@ -272,21 +279,40 @@ class PipelineConfig:
     """Informational (GPUs, launcher, vLLM) for paper configs; not used on CPU."""
 
     def __post_init__(self) -> None:
+        from ptbench.pipelines.backends import get_backend
+        from ptbench.pipelines.stages import stage_class
+
         require(len(self.stages) >= 1, "stages", "at least one stage", self.stages)
-        require(self.backend in ("native", "trl"), "backend", "'native' or 'trl'", self.backend)
         require(self.dtype in ("auto", "float32", "bfloat16"), "dtype",
                 "'auto', 'float32' or 'bfloat16'", self.dtype)
         require(self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0",
                 self.checkpoint_every)
+        if self.model.startswith("tiny:"):
+            from ptbench.fixtures.models import TINY_PRESETS
+
+            require(self.model.removeprefix("tiny:") in TINY_PRESETS, "model",
+                    f"'tiny:' + one of {sorted(TINY_PRESETS)}", self.model)
+        backend = get_backend(self.backend)
+        for i, stage in enumerate(self.stages):
+            stage_class(stage.kind, i).check(self, i)
+            if stage.kind not in backend.stage_kinds:
+                raise ConfigError(f"stages[{i}].kind: the {backend.name!r} backend has no "
+                                  f"{stage.kind!r} stage (it trains {sorted(backend.stage_kinds)}); "
+                                  "use backend: native")
+        backend.check(self)
 
 
-def load_config(path: str | Path) -> PipelineConfig:
-    """Read a YAML or JSON pipeline config and validate it."""
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Read a YAML or JSON pipeline config, apply `--set key.path=value` overrides, validate."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config: no such file {path}")
     text = path.read_text()
     data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if overrides:
+        from ptbench.pipelines.overrides import apply_overrides
+
+        data = apply_overrides(data, overrides, PipelineConfig)
     try:
         return from_dict(PipelineConfig, data, "config")
     except ConfigError as exc:

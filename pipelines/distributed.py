@@ -1,6 +1,6 @@
 """Data parallelism for the runner, started by an existing launcher (torchrun, accelerate launch).
 
-    torchrun --standalone --nproc-per-node 2 -m ptbench.pipelines.run CONFIG --out DIR
+    torchrun --standalone --nproc-per-node 2 -m ptbench.cli run CONFIG --out DIR
 
 Every rank holds the whole model and draws the same global batch from the same seeded
 generator, then trains on its contiguous shard of the rows (RL: of the prompts, so a group never

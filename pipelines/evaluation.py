@@ -1,12 +1,17 @@
-"""Eval-point measurements: accuracy, reward, SFT cross-entropy, KL and parameter distance."""
+"""Eval points: ID/OOD accuracy, sampled reward, SFT cross-entropy, KL and parameter distance,
+measured on held-out data drawn once per run."""
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
 
 import torch
 
 from ptbench.pipelines import losses
-from ptbench.pipelines.backends.native import token_logprobs
-from ptbench.pipelines.data import on_device
+from ptbench.pipelines.config import EvalConfig
+from ptbench.pipelines.data import IGNORE_INDEX, demonstration_batch, on_device
+from ptbench.pipelines.logprobs import token_logprobs
 from ptbench.pipelines.rollout import generate
 
 
@@ -43,7 +48,7 @@ def demo_kl(model, reference, batch: dict) -> float:
     logp = torch.log_softmax(model(**kwargs).logits[:, :-1].float(), dim=-1)
     logq = torch.log_softmax(reference(**kwargs).logits[:, :-1].float(), dim=-1)
     per_token = (logp.exp() * (logp - logq)).sum(-1)
-    return float(losses.aggregate(per_token, batch["labels"][:, 1:] != -100))
+    return float(losses.aggregate(per_token, batch["labels"][:, 1:] != IGNORE_INDEX))
 
 
 @torch.no_grad()
@@ -53,3 +58,57 @@ def parameter_distance(model, reference_params: dict[str, torch.Tensor]) -> floa
     for name, p in model.named_parameters():
         total += (p.detach().double().cpu() - reference_params[name]).pow(2).sum()
     return float(total.sqrt())
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The fixed held-out data every eval point measures on (drawn from the run's seed)."""
+
+    id: list
+    ood: list
+    reward: list
+    """Prompts whose sampled reward is tracked (during SFT too)."""
+    demos: dict
+    """Demonstrations as one batch: their SFT cross-entropy is tracked (during RL too)."""
+
+    @classmethod
+    def draw(cls, task, tokenizer, config: EvalConfig, seed: int) -> HeldOut:
+        demos = task.examples("id", config.n_demos, seed=seed + 2)
+        return cls(id=task.examples("id", config.n_id, seed=seed),
+                   ood=task.examples("ood", config.n_ood, seed=seed),
+                   reward=task.examples("id", config.n_reward, seed=seed + 1),
+                   demos=demonstration_batch(tokenizer, [d.prompt for d in demos],
+                                             [d.demonstration for d in demos]))
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A frozen copy of the policy at some point (the base model, a stage's start), and its
+    weights in float64 on the CPU: what KL and parameter distances are measured against."""
+
+    model: torch.nn.Module
+    params: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, state_dict: dict | None = None) -> Anchor:
+        """A copy of `model` (with `state_dict` loaded into the copy, when given)."""
+        frozen = copy.deepcopy(model).eval()
+        if state_dict is not None:
+            frozen.load_state_dict(state_dict)
+        return cls(frozen, {n: p.detach().double().cpu().clone() for n, p in frozen.named_parameters()})
+
+
+def evaluate(ctx, held_out: HeldOut, base: Anchor, stage_start: Anchor) -> dict[str, float]:
+    """Every eval-point measurement, ID and OOD, and the non-decoupling signals."""
+    max_new = ctx.config.eval.max_new_tokens or max(s.max_new_tokens for s in ctx.config.stages)
+    m, tok, task = ctx.model, ctx.tokenizer, ctx.task
+    return {
+        "eval/id_accuracy": greedy_accuracy(m, tok, task, held_out.id, max_new),
+        "eval/ood_accuracy": greedy_accuracy(m, tok, task, held_out.ood, max_new),
+        "eval/sampled_reward": sampled_reward(m, tok, task, held_out.reward, max_new, temperature=1.0),
+        "eval/sft_ce": demo_cross_entropy(m, held_out.demos),
+        "eval/kl_to_stage_start": demo_kl(m, stage_start.model, held_out.demos),
+        "eval/kl_to_base": demo_kl(m, base.model, held_out.demos),
+        "eval/param_dist_stage_start": parameter_distance(m, stage_start.params),
+        "eval/param_dist_base": parameter_distance(m, base.params),
+    }

@@ -177,12 +177,26 @@ def test_killed_trl_zero2_run_resumes_with_identical_results(trl_plain, tmp_path
 
 
 def test_a_deepspeed_run_leaves_no_state_behind(trl_plain, tmp_path):
-    """transformers sets ACCELERATE_USE_DEEPSPEED and accelerate keeps a process-wide state: a
-    plain TRL run after a DeepSpeed one in the same process must still be plain."""
-    weights, cache = trl_plain
-    sft_only = {**TRL, "dtype": "float32", "stages": TRL["stages"][:1]}
+    """transformers sets ACCELERATE_USE_DEEPSPEED and a DeepSpeed config, and accelerate keeps a
+    process-wide state: after a DeepSpeed TRL run all are cleared, and a plain TRL run in the
+    same process is plain. (Same weights alone cannot tell: a ZeRO-2 run reaches the plain run's
+    weights by design.)"""
+    from accelerate.state import AcceleratorState
+    from transformers.integrations.deepspeed import deepspeed_config
+
+    _, cache = trl_plain
+    # checkpoint_every=1: a mid-stage checkpoint holds the engine's state when there is one
+    sft_only = {**TRL, "dtype": "float32", "stages": TRL["stages"][:1], "checkpoint_every": 1}
     run_pipeline(from_dict(PipelineConfig, {**sft_only, "deepspeed": ZERO["zero2"]}),
                  tmp_path / "ds", cache=cache)
     assert "ACCELERATE_USE_DEEPSPEED" not in os.environ
+    assert deepspeed_config() is None, "transformers still holds the run's DeepSpeed config"
+    assert not AcceleratorState._shared_state, "accelerate still holds the run's state"
     run_pipeline(from_dict(PipelineConfig, sft_only), tmp_path / "plain", cache=cache)
+
+    def engine_state(out):
+        return (out / "checkpoints" / "step-000001" / "deepspeed").exists()
+
+    assert engine_state(tmp_path / "ds"), "a DeepSpeed run checkpoints its engine"
+    assert not engine_state(tmp_path / "plain"), "the plain run ran under DeepSpeed"
     assert_same_weights(final_weights(tmp_path / "plain"), final_weights(tmp_path / "ds"))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ptbench.pipelines.config import ConfigError, PipelineConfig, from_dict
-from ptbench.pipelines.run import check_world_size, run_pipeline
+from ptbench.pipelines.run import check_launch, run_pipeline
 from ptbench.pipelines.tracking import Tracker
 
 SFT_THEN_RL = {
@@ -45,7 +45,7 @@ def torchrun(config: dict, out, cache) -> subprocess.CompletedProcess:
     env = {**os.environ, "PTBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "ptbench.pipelines.run", str(path), "--out", str(out)],
+         "-m", "ptbench.cli", "run", str(path), "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -129,5 +129,5 @@ def test_world_size_errors_name_the_field():
         {"kind": "rl", "steps": 1, "batch_size": 3, "group_size": 2}]})
     with pytest.raises(ConfigError, match=r"stages\[1\].batch_size: expected a multiple of the "
                                           r"world size 2 x mini_batches 1, got 3"):
-        check_world_size(config, 2)
-    check_world_size(config, 1)
+        check_launch(config, 2)
+    check_launch(config, 1)

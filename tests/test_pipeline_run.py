@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -82,9 +84,15 @@ def test_config_errors_name_the_field(change, message):
     assert message in str(err.value)
 
 
-def test_unknown_stage_kind_fails_before_any_work(tmp_path):
+def test_unknown_stage_kind_and_backend_fail_at_load():
     with pytest.raises(ConfigError, match=r"stages\[0\].kind: expected one of .*rl.*sft"):
-        run_pipeline(_config(stages=[{"kind": "dpo", "steps": 2}]), tmp_path / "x")
+        _config(stages=[{"kind": "dpo", "steps": 2}])
+    with pytest.raises(ConfigError, match=r"backend: expected one of 'native', 'trl'.*got 'jax'"):
+        _config(backend="jax")
+    with pytest.raises(ConfigError, match=r"task.name: expected one of .*arithmetic"):
+        _config(task={"name": "chess"})
+    with pytest.raises(ConfigError, match=r"model: expected 'tiny:' \+ one of"):
+        _config(model="tiny:gpt5")
 
 
 def test_load_config_reads_yaml_and_reports_the_file(tmp_path):
@@ -110,23 +118,37 @@ def test_mixed_policy_stages_run(tmp_path, kind):
         assert weights and all(0 < w <= 0.5 for w in weights)
 
 
-def test_luffy_shapes_demonstration_rows_only():
-    """Off-policy rows take -A*pi/(pi+gamma); on-policy rows the clipped surrogate; one token mean."""
-    from ptbench.fixtures.models import build_tiny_model
-    from ptbench.fixtures.probes.data import make_probe_batches
-    from ptbench.pipelines import losses
-    from ptbench.pipelines.backends.native import NativeTrainStep, StepNormalizers, token_logprobs
+def test_luffy_shapes_demonstration_rows_only(monkeypatch):
+    """Off-policy rows take -A*pi/(pi+gamma); on-policy rows the clipped surrogate against the
+    sampler's logprobs; one token mean over the step's global count. Hand values, the model's
+    logprobs replaced by chosen ones.
 
-    model = build_tiny_model("probe-qwen2", seed=0)
-    mb = make_probe_batches(0, 64)[1]
-    mb["off_policy"] = torch.tensor([True, False])
-    step = NativeTrainStep(model, torch.optim.SGD(model.parameters(), lr=0.0), objective="pg")
-    got = step.micro_batch_loss(mb, StepNormalizers.of([mb]))
-    logp, mask = token_logprobs(model, mb)
-    shaped = losses.per_token_shaped_off_policy_loss(logp, mb["advantages"], mask, gamma=0.1)
-    on = losses.per_token_policy_loss(logp, logp.detach(), mb["advantages"], mask)
-    expected = (shaped[0].sum() + on[1].sum()) / mask.sum()
-    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    row 0 (off-policy, A = +2): pi = [0.5, 0.1], gamma = 0.2
+        loss  -2 * 0.5/0.7 = -10/7,  -2 * 0.1/0.3 = -2/3
+        dloss/dlogp = -A * gamma * pi / (pi + gamma)^2: -2 * 0.1/0.49, -2 * 0.02/0.09
+    row 1 (on-policy, A = -1): pi = [0.6, 0.4], sampler's [0.4, 0.8] -> ratios 1.5, 0.5
+        loss  max(1.5, 1.2) = 1.5;  max(0.5, 0.8) = 0.8 (clipped)
+        dloss/dlogp = -A * r = 1.5 unclipped; 0 clipped
+    token-mean over the step's 8 loss tokens (this micro-batch holds 4 of them):
+        (-10/7 - 2/3 + 1.5 + 0.8) / 8 = (2.3 - 44/21) / 8 = 0.025595238...
+    """
+    from ptbench.pipelines.backends import native
+    from ptbench.pipelines.backends.native import NativeTrainStep, StepNormalizers
+
+    logp = torch.tensor([[0.5, 0.1], [0.6, 0.4]]).log().requires_grad_()
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    monkeypatch.setattr(native, "token_logprobs", lambda model, mb: (logp, mask))
+    mb = {"advantages": torch.tensor([2.0, -1.0]), "off_policy": torch.tensor([True, False]),
+          "old_logprobs": torch.tensor([[0.0, 0.0], [math.log(0.4), math.log(0.8)]])}
+    model = torch.nn.Linear(1, 1)
+    step = NativeTrainStep(model, torch.optim.SGD(model.parameters(), lr=0.0), objective="pg",
+                           shaping_gamma=0.2)
+    loss = step.micro_batch_loss(mb, StepNormalizers(num_tokens=8.0, num_seqs=4.0, max_len=2))
+    torch.testing.assert_close(loss, torch.tensor((2.3 - 44 / 21) / 8), rtol=0, atol=1e-6)
+    (grad,) = torch.autograd.grad(loss, logp)
+    expected = torch.tensor([[-2 * 0.1 / 0.49 / 8, -2 * 0.02 / 0.09 / 8], [1.5 / 8, 0.0]])
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-6)
+    assert step.pop_clip_fraction() == 0.5, "1 of the 2 on-policy tokens clipped; off-policy rows not counted"
 
 
 def test_native_and_trl_backends_agree_on_the_same_sft_run(tmp_path):
@@ -163,15 +185,28 @@ def test_trl_backend_rl_stage_runs(tmp_path):
 
 
 @pytest.mark.parametrize(("stage", "message"), [
-    ({"kind": "luffy", "steps": 2}, "the TRL backend has no 'luffy' stage"),
-    ({"kind": "rl", "steps": 2, "loss_agg": "seq-mean-token-sum"}, "the TRL backend supports"),
-    ({"kind": "rl", "steps": 2, "kl_coef": 0.1}, "without a reference model"),
-    ({"kind": "sft", "steps": 2, "loss_agg": "seq-mean-token-mean"}, "declares token-mean only"),
-    ({"kind": "rl", "steps": 2, "num_iterations": 2}, "num_iterations: the TRL backend takes one"),
+    ({"kind": "luffy", "steps": 2}, r"stages\[1\].kind: the 'trl' backend has no 'luffy' stage"),
+    ({"kind": "rl", "steps": 2, "loss_agg": "seq-mean-token-sum"},
+     r"stages\[1\].loss_agg: the TRL backend supports"),
+    ({"kind": "rl", "steps": 2, "kl_coef": 0.1}, r"stages\[1\].kl_coef: .* without a reference model"),
+    ({"kind": "sft", "steps": 2, "loss_agg": "seq-mean-token-mean"},
+     r"stages\[1\].loss_agg: .*declares token-mean only"),
+    ({"kind": "rl", "steps": 2, "num_iterations": 2},
+     r"stages\[1\].num_iterations: the TRL backend takes one"),
 ])
-def test_trl_backend_refuses_what_trl_cannot_express(tmp_path, stage, message):
+def test_trl_backend_refuses_at_load_what_trl_cannot_express(tmp_path, stage, message):
+    """An sft -> X config that TRL cannot run is refused when it is loaded (and when a field is
+    replaced), before any training: the SFT stage never starts."""
+    sft = {"kind": "sft", "steps": 2, "batch_size": 4}
     with pytest.raises(ConfigError, match=message):
-        run_pipeline(_config(stages=[stage], backend="trl"), tmp_path / "x", cache=tmp_path / "c")
+        _config(stages=[sft, stage], backend="trl")
+    native = _config(stages=[sft, stage])
+    with pytest.raises(ConfigError, match=message):
+        replace(native, backend="trl")
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({**TINY, "stages": [sft, stage], "backend": "trl"}))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
 
 
 def test_rl_truncated_by_flops_budget(tmp_path):
@@ -236,10 +271,13 @@ def test_trl_backend_generates_and_scores_its_own_rollouts(tmp_path, monkeypatch
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
-def test_vllm_generation_without_vllm_names_the_field(tmp_path):
+def test_vllm_generation_without_vllm_fails_at_launch_naming_the_field(tmp_path):
+    sft = {"kind": "sft", "steps": 2, "batch_size": 4}
     stage = {"kind": "rl", "steps": 1, "batch_size": 2, "group_size": 3, "generation": "vllm"}
-    with pytest.raises(ConfigError, match=r"stages\[0\].generation: vLLM is not available"):
-        run_pipeline(_config(stages=[stage], backend="trl"), tmp_path / "x", cache=tmp_path / "c")
+    config = _config(stages=[sft, stage], backend="trl")  # loads: vLLM may exist where it runs
+    with pytest.raises(ConfigError, match=r"stages\[1\].generation: vLLM is not available"):
+        run_pipeline(config, tmp_path / "x", cache=tmp_path / "c")
+    assert not (tmp_path / "x" / "metrics.jsonl").exists(), "refused before any work"
 
 
 @pytest.mark.parametrize(("changes", "stage", "message"), [
@@ -249,6 +287,6 @@ def test_vllm_generation_without_vllm_names_the_field(tmp_path):
     ({"backend": "trl"}, {"kind": "rl", "steps": 1, "generation": "hf"},
      "generation: expected 'ptbench', 'trl' or 'vllm'"),
 ])
-def test_generation_errors_name_the_field(tmp_path, changes, stage, message):
+def test_generation_errors_name_the_field_at_load(changes, stage, message):
     with pytest.raises(ConfigError, match=message):
-        run_pipeline(_config(stages=[stage], **changes), tmp_path / "x", cache=tmp_path / "c")
+        _config(stages=[stage], **changes)

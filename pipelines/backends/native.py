@@ -16,20 +16,11 @@ import torch
 import torch.distributed as dist
 
 from ptbench.pipelines import distributed, losses
-from ptbench.pipelines.data import on_device
-
-IGNORE_INDEX = -100
-
-
-def token_logprobs(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(label_t+1 | prefix) [B, T-1] and the loss mask, HF label convention (-100 ignored)."""
-    batch = on_device(batch, model)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE_INDEX
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return logp, mask
+from ptbench.pipelines.backends import deepspeed as ds
+from ptbench.pipelines.backends import register_backend
+from ptbench.pipelines.config import ConfigError, PipelineConfig, StageConfig
+from ptbench.pipelines.data import IGNORE_INDEX, on_device
+from ptbench.pipelines.logprobs import token_logprobs
 
 
 @dataclass(frozen=True)
@@ -157,3 +148,50 @@ class NativeTrainStep:
         self.model.train()
         loss = self.backward(micro_batches)
         return {"grad_norm": self.update(), "loss": loss}
+
+    def close(self) -> None:
+        """Release the DeepSpeed engine (its gradient hooks on the model), if any."""
+        if self.engine is not None:
+            self.engine.destroy()
+
+
+class NativeBackend:
+    """ptbench's own steps (`NativeTrainStep`): every stage kind and `loss_agg`, AdamW (weight
+    decay 0), under a DeepSpeed engine when the config has a `deepspeed` section."""
+
+    name = "native"
+    stage_kinds = frozenset({"sft", "rl", "luffy", "srft"})
+
+    def check(self, config: PipelineConfig) -> None:
+        for i, stage in enumerate(config.stages):
+            if stage.generation != "ptbench":
+                raise ConfigError(f"stages[{i}].generation: {stage.generation!r} is TRL's "
+                                  "generation; expected backend: trl, or generation: ptbench")
+
+    def check_launch(self, config: PipelineConfig, world_size: int) -> None:
+        pass
+
+    def sft_step(self, ctx, stage: StageConfig) -> NativeTrainStep:
+        return self._step(ctx, stage, objective="ce")
+
+    def rl_step(self, ctx, stage: StageConfig) -> NativeTrainStep:
+        return self._step(ctx, stage, objective="pg", clip_eps=stage.clip_eps,
+                          clip_eps_high=stage.clip_eps_high, kl_coef=stage.kl_coef,
+                          shaping_gamma=stage.shaping_gamma)
+
+    def rl_micro_batch_size(self, stage: StageConfig) -> int | None:
+        return stage.micro_batch_size
+
+    @staticmethod
+    def _step(ctx, stage: StageConfig, **kwargs) -> NativeTrainStep:
+        optimizer = torch.optim.AdamW(ctx.model.parameters(), lr=stage.lr, weight_decay=0.0)
+        engine, section = None, ctx.config.deepspeed
+        if section is not None:  # the engine then owns reduction, clipping and the update
+            engine = ds.wrap(ctx.model, optimizer, ds.engine_config(
+                section.zero_stage, offload_optimizer=section.offload_optimizer,
+                max_grad_norm=stage.max_grad_norm, bf16=ctx.bf16))
+        return NativeTrainStep(ctx.model, optimizer, max_grad_norm=stage.max_grad_norm,
+                               loss_agg=stage.loss_agg, engine=engine, **kwargs)
+
+
+register_backend(NativeBackend())

@@ -1,4 +1,4 @@
-"""TRL backend: optimizer steps run TRL's (and transformers') own trainer loop and loss.
+"""TRL's trainers driving a whole stage: what the TRL backend runs and the TRL probes check.
 
 What runs is the trainer's own accumulation, normalization (`num_items_in_batch`), loss and
 optimizer step:
@@ -9,28 +9,24 @@ optimizer step:
          as the native backend) and are served as the trainer's inputs; each micro-batch must be
          one prompt's group.
 
-Two drivers. The pipelines run a whole stage in ONE `train()` call (`sft_stage`, `grpo_stage`:
-`trl_stage.StageTrainer`), under DeepSpeed too. The probes take single steps (`sft_step`,
-`grpo_step`): `train()` with `max_steps=1` per step, the optimizer passed in so that its state
-carries across calls.
+One driver: a whole stage runs in ONE `train()` call (`sft_stage`, `grpo_stage`, through
+`trl_stage.StageTrainer`), plain or under DeepSpeed. The pipelines' TRL backend and the probe's
+`trl-*` adapters both run it, so what the probe proves is what users run.
 """
 
 from __future__ import annotations
 
 import tempfile
-import types
 from typing import Any
 
 import torch
 
-from ptbench.pipelines.backends.deepspeed import zero_section
+from ptbench.pipelines.backends.deepspeed import ds_config
 from ptbench.pipelines.backends.trl_stage import StageTrainer
-from ptbench.pipelines.data import on_device
+from ptbench.pipelines.data import IGNORE_INDEX, on_device
 from ptbench.pipelines.distributed import sum_over_ranks, world_size
 
 HF_KEYS = ("input_ids", "attention_mask", "labels")
-GRPO_LOSS_TYPE = {"token-mean": "dapo", "seq-mean-token-mean": "grpo",
-                  "seq-mean-token-sum-norm": "dr_grpo"}
 
 
 class UnsupportedByTRL(ValueError):
@@ -39,7 +35,7 @@ class UnsupportedByTRL(ValueError):
 
 def trainer_args(lr: float, rows: int, grad_accum: int, max_grad_norm: float | None,
                  bf16: bool = False) -> dict[str, Any]:
-    """TrainingArguments for one plain step: constant lr, no weight decay, nothing saved."""
+    """TrainingArguments of a plain trainer: constant lr, no weight decay, nothing saved."""
     return dict(
         output_dir=tempfile.mkdtemp(prefix="ptbench-trainer-"),
         per_device_train_batch_size=rows,
@@ -86,48 +82,9 @@ def word_tokenizer(vocab_size: int):
                                    bos_token="<bos>", unk_token="<pad>")
 
 
-class TrainerStep:
-    """`step(micro_batches)`: one `trainer.train()` over the micro-batches, served in order."""
-
-    def __init__(self, trainer=None) -> None:
-        self.trainer = trainer
-        self.micro_batches: list[dict] = []
-
-    def collate(self, features: list[dict]) -> dict:
-        # Distributed, accelerate deals batch i of the index dataset to rank i % W: this rank's
-        # k-th micro-batch is dataset index k * W + rank.
-        return {k: self.micro_batches[features[0]["mb_idx"] // world_size()][k] for k in HF_KEYS}
-
-    def __call__(self, micro_batches: list[dict]) -> dict[str, float | None]:
-        from datasets import Dataset
-
-        self.micro_batches = micro_batches
-        self.trainer.train_dataset = Dataset.from_dict(
-            {"mb_idx": list(range(len(micro_batches) * world_size()))})
-        self.trainer.args.gradient_accumulation_steps = len(micro_batches)
-        self.trainer.train()
-        return step_metrics(self.trainer.state.log_history)
-
-
-def sft_step(model, optimizer, *, lr: float, max_grad_norm: float | None = None,
-             tokenizer=None) -> TrainerStep:
-    """TRL SFTTrainer (loss_type 'nll') stepping `model` with `optimizer`."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    step = TrainerStep()
-    args = SFTConfig(**trainer_args(lr, 1, 1, max_grad_norm), train_sampling_strategy="sequential",
-                     loss_type="nll", dataset_kwargs={"skip_prepare_dataset": True})
-    step.trainer = quiet(SFTTrainer(
-        model=model, args=args, train_dataset=Dataset.from_dict({"mb_idx": [0]}),
-        processing_class=tokenizer or word_tokenizer(model.config.vocab_size),
-        data_collator=step.collate, optimizers=constant_schedule(optimizer)))
-    return step
-
-
 def to_grpo_inputs(mb: dict) -> dict:
     """Split an HF-style micro-batch at its shared prompt into TRL's prompt/completion tensors."""
-    trained = mb["labels"] != -100
+    trained = mb["labels"] != IGNORE_INDEX
     first = trained.int().argmax(dim=1)  # first loss position of each row
     prompt_len = max(int(first.max()), 1)  # position 0 is never a loss token after the shift
     if int(first.min()) != int(first.max()) and int(first.max()) > 1:
@@ -166,65 +123,51 @@ def step_metrics(logs: list[dict]) -> dict[str, float | None]:
             "frac_reward_zero_std": last("frac_reward_zero_std")}
 
 
-class GRPOStep:
-    """One `trainer.train()` per step; `_prepare_inputs` serves the given rollouts in order."""
-
-    def __init__(self, trainer) -> None:
-        self.trainer = trainer
-        self.inputs: list[dict] = []
-        trainer._prepare_inputs = types.MethodType(
-            lambda tr, _batch: self.inputs[tr._step % len(self.inputs)], trainer)
-
-    def __call__(self, micro_batches: list[dict]) -> dict[str, float | None]:
-        tr = self.trainer
-        self.inputs = grpo_inputs(tr, micro_batches)
-        tr._step = 0
-        tr.args.gradient_accumulation_steps = len(self.inputs)
-        tr.args.steps_per_generation = len(self.inputs)
-        tr.train()
-        return step_metrics(tr.state.log_history)
-
-
-def grpo_step(model, optimizer, *, lr: float, loss_type: str, rows: int, grad_accum: int,
-              max_grad_norm: float | None = None, clip_eps: float = 0.2,
-              clip_eps_high: float | None = None, kl_coef: float = 0.0) -> GRPOStep:
-    """TRL GRPOTrainer with `loss_type`, groups of `rows` completions, rollouts supplied."""
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
-    if kl_coef:
-        raise UnsupportedByTRL("kl_coef: the TRL backend runs GRPO without a reference model (beta=0)")
-    args = GRPOConfig(**trainer_args(lr, rows, grad_accum, max_grad_norm), num_generations=rows,
-                      loss_type=loss_type, beta=0.0, max_completion_length=16, temperature=1.0,
-                      shuffle_dataset=False, epsilon=clip_eps,
-                      epsilon_high=clip_eps if clip_eps_high is None else clip_eps_high)
-    trainer = GRPOTrainer(
-        model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
-        train_dataset=Dataset.from_dict({"prompt": ["w3 w4"] * (rows * grad_accum)}),
-        processing_class=word_tokenizer(model.config.vocab_size),
-        optimizers=constant_schedule(optimizer))
-    return GRPOStep(quiet(trainer))
-
-
 # ------------------------------------------------------------------ whole-stage drivers
 def deepspeed_args(zero_stage: int, offload_optimizer: bool = False) -> dict:
-    """`TrainingArguments(deepspeed=...)`: the ZeRO stage, every size, clipping and precision
+    """`TrainingArguments(deepspeed=...)`: the ZeRO stage; every size, clipping and precision
     'auto' (filled in from the trainer's own arguments by transformers / accelerate)."""
-    return {"zero_optimization": zero_section(zero_stage, offload_optimizer), "bf16": {"enabled": "auto"},
-            "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
-            "train_batch_size": "auto", "gradient_clipping": "auto",
-            "zero_allow_untested_optimizer": True, "zero_force_ds_cpu_optimizer": False}
+    return ds_config(zero_stage, offload_optimizer)
 
 
 class StageStep:
-    """The runner's step over a `StageTrainer`: micro-batches in, that step's metrics out."""
+    """The runner's step over a `StageTrainer`: micro-batches in, that step's metrics out
+    (`step(None)` when the trainer draws its own data)."""
+
+    scorer = None
+    """With the trainer's own rollouts: the reward function, whose `pop()` gives what it scored."""
 
     def __init__(self, stage: StageTrainer, prepare=None) -> None:
         self.stage, self.prepare = stage, prepare
+        self.clip_fractions: list[float] = []
+
+    @property
+    def optimizer(self):
+        return self.stage.optimizer
+
+    @property
+    def engine(self):
+        return self.stage.engine
 
     def __call__(self, micro_batches: list[dict] | None) -> dict[str, float | None]:
         batches = self.prepare(micro_batches) if self.prepare and micro_batches else micro_batches
-        return step_metrics([self.stage.step(batches)])
+        out = step_metrics([self.stage.step(batches)])
+        self.clip_fractions.append(out["clip_fraction"])
+        if self.scorer is not None:  # the trainer's own rollouts, as the reward scored them
+            out["scored"] = self.scorer.pop()
+        return out
+
+    def pop_clip_fraction(self) -> float:
+        """Mean clipped share TRL logged over the steps since the last call."""
+        fractions, self.clip_fractions = self.clip_fractions, []
+        return sum(fractions) / len(fractions) if fractions else 0.0
+
+    def close(self) -> None:
+        """End the trainer's `train()` and release its DeepSpeed engine, if any."""
+        engine = self.stage.engine
+        self.stage.close()
+        if engine is not None:
+            engine.destroy()
 
 
 def _optimizers(optimizer) -> dict:
@@ -235,12 +178,14 @@ def _optimizers(optimizer) -> dict:
 
 def sft_stage(model, optimizer, *, lr: float, grad_accum: int, steps: int,
               max_grad_norm: float | None = None, tokenizer=None, bf16: bool = False,
-              deepspeed: dict | None = None) -> StageStep:
-    """SFTTrainer (loss_type 'nll') over a whole stage: `grad_accum` micro-batches per step."""
+              deepspeed: dict | None = None, training_args: dict | None = None) -> StageStep:
+    """SFTTrainer (loss_type 'nll') over a whole stage: `grad_accum` micro-batches per step.
+    `training_args` overrides trainer arguments (the optimizer a DeepSpeed trainer builds)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(**{**trainer_args(lr, 1, grad_accum, max_grad_norm, bf16), "max_steps": steps},
+    args = SFTConfig(**{**trainer_args(lr, 1, grad_accum, max_grad_norm, bf16), "max_steps": steps,
+                        **(training_args or {})},
                      deepspeed=deepspeed, train_sampling_strategy="sequential", loss_type="nll",
                      dataset_kwargs={"skip_prepare_dataset": True})
     placeholders = Dataset.from_dict({"row": list(range(steps * grad_accum * world_size()))})
@@ -253,20 +198,23 @@ def sft_stage(model, optimizer, *, lr: float, grad_accum: int, steps: int,
 def grpo_stage(model, optimizer, *, lr: float, loss_type: str, rows: int, grad_accum: int,
                steps: int, max_grad_norm: float | None = None, clip_eps: float = 0.2,
                clip_eps_high: float | None = None, bf16: bool = False,
-               deepspeed: dict | None = None, generation: dict | None = None) -> StageStep:
+               deepspeed: dict | None = None, generation: dict | None = None,
+               training_args: dict | None = None) -> StageStep:
     """GRPOTrainer with `loss_type` over a whole stage: `grad_accum` groups of `rows`
     completions per step (one group per micro-batch), no reference model.
 
     Without `generation` the completions are supplied by the runner (`StageStep(batches)`).
     With it, TRL samples prompts and generates and scores completions itself (`StageStep(None)`):
     generation = {"prompts": [...], "reward": fn(prompts, completions, index, ...),
-    "tokenizer", "max_new_tokens", "temperature", "seed", "use_vllm"}.
+    "tokenizer", "max_new_tokens", "temperature", "seed", "use_vllm"}. `training_args`
+    overrides trainer arguments (the optimizer a DeepSpeed trainer builds).
     """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     own = generation or {}
-    args = GRPOConfig(**{**trainer_args(lr, rows, grad_accum, max_grad_norm, bf16), "max_steps": steps},
+    args = GRPOConfig(**{**trainer_args(lr, rows, grad_accum, max_grad_norm, bf16), "max_steps": steps,
+                         **(training_args or {})},
                       deepspeed=deepspeed, num_generations=rows, steps_per_generation=grad_accum,
                       loss_type=loss_type, beta=0.0, epsilon=clip_eps,
                       epsilon_high=clip_eps if clip_eps_high is None else clip_eps_high,

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from ptbench.pipelines import distributed
-from ptbench.pipelines.config import ConfigError, StageConfig
-from ptbench.pipelines.data import demonstration_batch, on_device, split_micro_batches
+from ptbench.pipelines.config import StageConfig
+from ptbench.pipelines.data import IGNORE_INDEX, demonstration_batch, on_device, split_micro_batches
 from ptbench.pipelines.stages import register
 from ptbench.pipelines.stages.rl import RLStage
 
@@ -33,12 +33,6 @@ class LuffyStage(RLStage):
     def __init__(self, config: StageConfig, index: int) -> None:
         super().__init__(config, index)
         self.off_policy_per_group = config.off_policy_per_group
-
-    def setup(self, ctx) -> None:
-        if not getattr(ctx.task, "has_demonstrations", True):
-            raise ConfigError(f"stages[{self.index}]: a mixed-policy stage needs demonstrations, "
-                              f"and task {ctx.config.task.name!r} has none")
-        super().setup(ctx)
 
 
 @register
@@ -60,7 +54,7 @@ class SRFTStage(RLStage):
         sft_loss = self.train.backward(demo_batches, objective="ce", loss_agg="token-mean",
                                        weight=weight)
         grad_norm = self.train.update()
-        ctx.account_train(rl_batches + demo_batches)
+        ctx.counters.add_train(rl_batches + demo_batches)
         return {**self.reward_metrics(rewards), "train/clip_fraction": self.train.pop_clip_fraction(),
                 "train/loss": rl_loss + weight * sft_loss,
                 "train/rl_loss": rl_loss, "train/sft_loss": sft_loss, "train/sft_weight": weight,
@@ -74,7 +68,7 @@ class SRFTStage(RLStage):
         logits = ctx.model(input_ids=demos["input_ids"], attention_mask=demos["attention_mask"]).logits
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         per_token = -(logp.exp() * logp).sum(-1)
-        ctx.account_forward(demos)
-        mask = demos["labels"][:, 1:] != -100
+        ctx.counters.add_forward(demos)
+        mask = demos["labels"][:, 1:] != IGNORE_INDEX
         total, count = distributed.sum_over_ranks([float(per_token[mask].sum()), float(mask.sum())])
         return torch.tensor(total / count)

@@ -37,7 +37,7 @@ def main() -> int:
     from ptbench.fixtures.models import TINY_PRESETS, build_tiny_model, train_tokenizer
     from ptbench.fixtures.tasks import get_task
     from ptbench.pipelines.backends.native import NativeTrainStep
-    from ptbench.pipelines.backends.trl import constant_schedule, quiet, trainer_args
+    from ptbench.pipelines.backends.trl_trainers import constant_schedule, quiet, trainer_args
     from ptbench.pipelines.data import demonstration_batch
 
     task = get_task("arithmetic")

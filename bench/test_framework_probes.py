@@ -1,28 +1,28 @@
 """Part 1 of `pytest bench/`: the update-equivalence probes over the installed frameworks.
 
-Each configuration of the adapter registry is probed for every loss aggregation, objective and
-optimizer; a combination the framework cannot express is skipped as unsupported, a
-configuration whose packages are missing is skipped with what to install. Multi-process
-configurations (world size 2, gloo on CPU) all run inside one torchrun launch per session.
+Each configuration of the adapter registry is probed for exactly the combinations (objective,
+loss_agg, optimizer) it declares. A declared combination must pass: one the adapter answers
+`Unsupported` fails with the adapter's reason. A skip means only that the configuration's
+packages are missing (with what to install) or that it needs a GPU. Multi-process configurations
+(world size 2, gloo on CPU) all run inside one torchrun launch per session. The plugin prints a
+summary table (framework x objective/loss_agg) at the end of the session.
 """
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
-from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, OPTIMIZERS
 from ptbench.fixtures.probes.adapters.registry import CONFIGS
 from ptbench.fixtures.probes.launch import run_distributed
 
-COMBOS = list(itertools.product(LOSS_AGGS, OBJECTIVES, OPTIMIZERS))
-
 
 def _cases(world_size: int):
-    return [pytest.param(c, agg, obj, opt, id=f"{c.name}-{obj}-{agg}-{opt}",
-                         marks=[pytest.mark.gpu] if c.gpu_only else [])
-            for c in CONFIGS if c.world_size == world_size for agg, obj, opt in COMBOS]
+    return [pytest.param(c, d.loss_agg, d.objective, d.optimizer,
+                         id=f"{c.name}-{d.objective}-{d.loss_agg}-{d.optimizer}",
+                         marks=[pytest.mark.ptbench_probe(framework=c.name, objective=d.objective,
+                                                          loss_agg=d.loss_agg, optimizer=d.optimizer),
+                                *([pytest.mark.gpu] if c.gpu_only else [])])
+            for c in CONFIGS if c.world_size == world_size for d in c.declares]
 
 
 def _skip_if_missing(config) -> None:
@@ -35,8 +35,8 @@ def _skip_if_missing(config) -> None:
 def test_update_equivalence(probe, ptbench_seeds, config, loss_agg, objective, optimizer):
     _skip_if_missing(config)
     for seed in ptbench_seeds:
-        report = probe(config.make_step(), framework=config.name, loss_agg=loss_agg,
-                       objective=objective, optimizer=optimizer, seed=seed)
+        report = probe(config.make_step(), framework=config.name, declared=True,
+                       loss_agg=loss_agg, objective=objective, optimizer=optimizer, seed=seed)
         assert report.passed, str(report)
 
 
@@ -58,12 +58,16 @@ def world_size_2_records(request) -> dict:
 def test_update_equivalence_world_size_2(world_size_2_records, ptbench_results, config, loss_agg,
                                          objective, optimizer):
     _skip_if_missing(config)
-    records = world_size_2_records[(config.name, loss_agg, objective, optimizer)]
+    records = world_size_2_records.get((config.name, loss_agg, objective, optimizer))
+    if not records:
+        pytest.fail(f"{config.name}: the torchrun launch wrote no record for this declared "
+                    "combination", pytrace=False)
     for r in records:
         if ptbench_results is not None:
             ptbench_results.add(r)
-    statuses = {r["status"] for r in records}
-    if statuses == {"unsupported"}:
-        pytest.skip(f"unsupported: {records[0]['reason']}")
     for r in records:
+        if r["status"] == "unsupported":
+            pytest.fail(f"declared but unsupported: {r['reason']}", pytrace=False)
+        if r["status"] == "error":
+            raise RuntimeError(f"{config.name} raised (seed {r['seed']}):\n{r['reason']}")
         assert r["status"] == "pass", r.get("text") or r.get("reason")

@@ -2,10 +2,10 @@
 
     python benchmarks/probe_power.py [--seeds 3] [--clean-seeds 20]
 
-Every planted bug of tests/planted_bugs.py under every (loss_agg, objective) it applies to, with
-SGD and (where the bug is not a uniform scale) AdamW, over --seeds seeds; every correct variant
-under all 16 (loss_agg, objective, optimizer) combinations over --clean-seeds seeds. Prints the
-counts and any miss or false alarm.
+Every planted bug of `ptbench.fixtures.probes.planted` under every (loss_agg, objective) it
+applies to, with SGD and (where the bug is not a uniform scale) AdamW, over --seeds seeds; every
+correct variant under all 16 (loss_agg, objective, optimizer) combinations over --clean-seeds
+seeds. Prints the counts and any miss or false alarm.
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ import argparse
 import itertools
 import sys
 import time
-from pathlib import Path
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, OPTIMIZERS, check_update_equivalence  # noqa: E402
-from tests.planted_bugs import CORRECT_VARIANTS, PLANTED_BUGS  # noqa: E402
+from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, OPTIMIZERS, check_update_equivalence
+from ptbench.fixtures.probes.planted import CORRECT_VARIANTS, PLANTED_BUGS
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, check_update_equivalence
-from tests.planted_bugs import (
+from ptbench.fixtures.probes.planted import (
     CORRECT_VARIANTS,
     PLANTED_BUGS,
     AdvantagesIgnored,

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(yaml.safe_dump(config))
         start = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "ptbench.pipelines.run", str(path),
+            done = subprocess.run([sys.executable, "-m", "ptbench.cli", "run", str(path),
                                    "--out", str(out / name)], capture_output=True, text=True,
                                   timeout=args.timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr[-1500:]}"

@@ -34,7 +34,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-c", BUILD], env=env, check=True, capture_output=True)
         print(f"one-time DeepSpeed op build (shm_comm + cpu_adam): {time.time() - t:.0f}s")
     t = time.time()
-    proc = subprocess.run([sys.executable, "-m", "ptbench.fixtures.probes"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "ptbench.cli", "probe"], env=env,
                           capture_output=True, text=True)
     elapsed = time.time() - t
     print(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:])

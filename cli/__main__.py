@@ -1,0 +1,5 @@
+"""`python -m ptbench.cli` is `ptbench` (for launchers such as `torchrun -m ptbench.cli run ...`)."""
+
+from ptbench.cli import main
+
+raise SystemExit(main())

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from ptbench.fixtures.probes import LOSS_AGGS as PROBE_LOSS_AGGS
+from ptbench.fixtures.probes.reference import row_token_weights
 from ptbench.pipelines.losses import (
     LOSS_AGGS,
     aggregate,
@@ -50,10 +52,32 @@ EXPECTED = {
 }
 
 
-def test_loss_aggs_lists_the_four_modes():
-    modes = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
-    assert modes == LOSS_AGGS
-    assert tuple(EXPECTED) == LOSS_AGGS
+# d aggregate / d l[i, t] on each loss token of the hand example (n = [2, 3, 1], N = 3, T = 4);
+# 0 on padding.
+TOKEN_WEIGHTS = {
+    "token-mean": [1 / 6, 1 / 6, 1 / 6],  # 1 / sum(n_i) = 1/6
+    "seq-mean-token-mean": [1 / 6, 1 / 9, 1 / 3],  # 1 / (N * n_i): 1/(3*2), 1/(3*3), 1/(3*1)
+    "seq-mean-token-sum": [1 / 3, 1 / 3, 1 / 3],  # 1 / N
+    "seq-mean-token-sum-norm": [1 / 12, 1 / 12, 1 / 12],  # 1 / (N * T) = 1/(3*4)
+}
+
+
+def test_pipeline_and_probe_know_the_same_modes_and_weigh_each_token_alike():
+    # The probe's reference maths (ptbench.fixtures.probes) is written independently of
+    # ptbench.pipelines: a mode one of them lacks, or weighs otherwise, is never really probed.
+    assert LOSS_AGGS == PROBE_LOSS_AGGS
+    assert tuple(TOKEN_WEIGHTS) == LOSS_AGGS == tuple(EXPECTED)
+    mask = t(MASK)
+    # The same three rows as a probe micro-batch: labels [B, T + 1], position 0 never a loss token.
+    labels = torch.full((3, 5), -100)
+    labels[:, 1:][mask.bool()] = 1
+    mb = {"input_ids": torch.zeros(3, 5, dtype=torch.long), "labels": labels}
+    for loss_agg, by_hand in TOKEN_WEIGHTS.items():
+        per_token = t(L).requires_grad_()
+        (grad,) = torch.autograd.grad(aggregate(per_token, mask, loss_agg), per_token)
+        close(grad, t(by_hand)[:, None] * mask)
+        (probe_weights,) = row_token_weights([mb], loss_agg)
+        close(probe_weights, by_hand)
 
 
 @pytest.mark.parametrize("loss_agg", LOSS_AGGS)
@@ -223,11 +247,19 @@ def test_policy_loss_k3_kl_term():
     close(grad, [[-1.5]])
 
 
-def test_policy_loss_defaults_equal_explicit_defaults():
+def test_policy_loss_defaults_by_hand():
     logprobs, old, adv, mask = batch_example()
-    close(policy_loss(logprobs, old, adv, mask),
-          policy_loss(logprobs, old, adv, mask, loss_agg="token-mean", clip_eps=0.2,
-                      clip_eps_high=0.2, kl_coef=0.0))
+    # Defaults: token-mean, clip_eps = 0.2 on both sides, no KL: -0.66, worked out above.
+    close(policy_loss(logprobs, old, adv, mask), -0.66)
+    # clip_eps_high defaults to clip_eps (not to 0.2): clip_eps = 0.3 alone gives [0.7, 1.3].
+    # row 0 (A = 2):  r=1.5 -> max(-3, -2.6) = -2.6 (clipped); r=0.5 -> max(-1, -1.4) = -1;
+    #                 r=1.1 -> -2.2
+    # row 1 (A = -1): r=1.5 -> max(1.5, 1.3) = 1.5; r=0.5 -> max(0.5, 0.7) = 0.7 (clipped)
+    # token-mean = (-2.6 - 1 - 2.2 + 1.5 + 0.7) / 5 = -3.6 / 5 = -0.72
+    close(policy_loss(logprobs, old, adv, mask, clip_eps=0.3), -0.72)
+    # clip_fraction too: clip_eps = 0.6 alone gives [0.4, 1.6], and no token is clipped
+    # (r=1.5 with A=+2 would be, at 1 + 0.2).
+    close(clip_fraction(logprobs, old, adv, mask, clip_eps=0.6), 0.0)
 
 
 # --------------------------------------------------------------------------------------------

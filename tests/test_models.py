@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,7 +51,16 @@ def test_tokenizer_is_character_level_and_deterministic():
 
 def test_tiny_preset_names_resolve_and_bad_names_are_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("PTBENCH_CACHE", str(tmp_path))
-    assert "tiny-qwen2-" in resolve_model("tiny:probe-qwen2")
+    path = Path(resolve_model("tiny:probe-qwen2"))
+    # built once, under $PTBENCH_CACHE/models, and one directory per seed
+    assert path.parent == tmp_path / "models" and path.name.startswith("tiny-qwen2-")
+    assert (path / "config.json").exists()
+    assert resolve_model("tiny:probe-qwen2") == str(path)
+    assert resolve_model("tiny:probe-qwen2", seed=1) != str(path)
+    loaded = load_causal_lm("tiny:probe-qwen2", seed=1, device="cpu")
+    built = build_tiny_model("probe-qwen2", seed=1)
+    for (name, a), b in zip(loaded.named_parameters(), built.parameters(), strict=True):
+        assert torch.equal(a, b), name
     assert resolve_model("Qwen/Qwen2.5-Math-7B") == "Qwen/Qwen2.5-Math-7B"
     with pytest.raises(ValueError, match="model: expected 'tiny:' followed by one of"):
         resolve_model("tiny:gpt5")

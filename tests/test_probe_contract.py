@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 
@@ -14,6 +15,7 @@ from ptbench.fixtures.probes import (
     ProbeOptimizer,
     Unsupported,
     check_update_equivalence,
+    equivalence,
 )
 from ptbench.fixtures.probes.adapters.torch_plain import make_step
 from ptbench.fixtures.probes.data import make_probe_batches, validate_micro_batches
@@ -104,7 +106,17 @@ def test_unsupported_propagates_and_is_never_a_pass_or_fail():
         check_update_equivalence(make, loss_agg="seq-mean-token-sum")
 
 
-def test_step_gets_fresh_copies_and_opt_describes_the_step():
+def test_step_gets_fresh_copies_and_opt_describes_the_step(monkeypatch):
+    made: list[list[dict]] = []  # the probe's own micro-batches, as make_probe_batches built them
+    pristine: list[list[dict]] = []  # and a copy of them, to see that no step changed them
+
+    def recording_make_probe_batches(*args, **kwargs):
+        mbs = make_probe_batches(*args, **kwargs)
+        made.append(mbs)
+        pristine.append(copy.deepcopy(mbs))
+        return mbs
+
+    monkeypatch.setattr(equivalence, "make_probe_batches", recording_make_probe_batches)
     seen: list[list[dict]] = []
 
     def make(model, opt):
@@ -118,12 +130,18 @@ def test_step_gets_fresh_copies_and_opt_describes_the_step():
             out = inner(mbs)
             for mb in mbs:  # a step may mutate its input
                 mb["labels"].fill_(-100)
+                mb["advantages"].zero_()
             return out
         return step
 
     report = check_update_equivalence(make, objective="pg")
     assert report.passed, str(report)
-    assert len(seen) == 2 and seen[0] is not seen[1]
+    assert len(seen) == len(made) == 2
+    for step_mbs, probe_mbs, before in zip(seen, made, pristine, strict=True):
+        for got, own, kept in zip(step_mbs, probe_mbs, before, strict=True):
+            assert got["labels"] is not own["labels"], "the step got the probe's own tensors"
+            for key in kept:  # the step's mutation did not reach the probe's data
+                assert torch.equal(own[key], kept[key]), key
 
 
 def test_wrong_reported_grad_norm_fails():
@@ -135,10 +153,40 @@ def test_wrong_reported_grad_norm_fails():
     assert "grad norm" in report.diagnosis
 
 
-def test_probe_restores_thread_count():
-    before = torch.get_num_threads()
-    check_update_equivalence(make_step)
-    assert torch.get_num_threads() == before
+@pytest.fixture
+def three_threads():
+    """torch at 3 threads: neither the probe's own 1 nor what an earlier test may have left
+    (the pipeline runner sets 1 and keeps it), so a missing restore shows."""
+    original = torch.get_num_threads()
+    torch.set_num_threads(3)
+    assert torch.get_num_threads() == 3
+    yield
+    torch.set_num_threads(original)
+
+
+def test_probe_steps_on_one_thread_and_restores_the_thread_count(three_threads):
+    during: list[int] = []
+
+    def make(model, opt):
+        inner = make_step(model, opt)
+
+        def step(mbs):
+            during.append(torch.get_num_threads())
+            return inner(mbs)
+        return step
+
+    assert check_update_equivalence(make).passed
+    assert during == [1, 1], "the probe runs torch single-threaded"
+    assert torch.get_num_threads() == 3
+
+
+def test_probe_restores_the_thread_count_when_the_step_raises(three_threads):
+    def make(model, opt):
+        raise Unsupported("no such mode here")
+
+    with pytest.raises(Unsupported):
+        check_update_equivalence(make)
+    assert torch.get_num_threads() == 3
 
 
 def test_deepspeed_config_that_cannot_run_is_a_clear_error():

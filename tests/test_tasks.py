@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 from fractions import Fraction
 
@@ -136,6 +139,35 @@ def test_permutation_is_a_lazy_uniform_shuffle():
     assert sorted(permutation(1000, seeded_rng("x"))) == list(range(1000))
     first = list(itertools.islice(permutation(10**12, seeded_rng("y")), 5))
     assert len(set(first)) == 5 and first == list(itertools.islice(permutation(10**12, seeded_rng("y")), 5))
+    # Uniform: over 12000 seeds each of the 3! = 6 orders of range(3) comes up 2000 times on
+    # average (sd sqrt(12000 * 1/6 * 5/6) = 41). A shuffle drawing j from the whole range (27
+    # equally likely draws: orders at 4/27 or 5/27, 1778 or 2222 times) or Sattolo's j > i (only
+    # the 2 cyclic orders) lands far outside 2000 +- 150; so does the identity (one order).
+    counts = Counter(tuple(permutation(3, seeded_rng("u", seed))) for seed in range(12000))
+    assert len(counts) == 6 and all(1850 <= c <= 2150 for c in counts.values()), counts
+
+
+_EXAMPLES_IN_A_FRESH_PROCESS = """
+import json
+from ptbench.fixtures.tasks import get_task
+print(json.dumps({name: [[e.prompt, e.demonstration] for split in ("train", "id", "ood")
+                         for e in get_task(name).examples(split, 20, seed=3)]
+                  for name in ("arithmetic", "generalpoints")}))
+"""
+
+
+def test_examples_do_not_depend_on_the_hash_seed(tasks):
+    """Two calls in one process share its hash seed; a split drawn through hash() would pass
+    test_deterministic_for_a_seed and still change from run to run."""
+    here = {name: [[e.prompt, e.demonstration] for split in SPLITS
+                   for e in tasks[name].examples(split, 20, seed=3)]
+            for name in ("arithmetic", "generalpoints")}
+    for hash_seed in ("0", "1"):
+        done = subprocess.run([sys.executable, "-c", _EXAMPLES_IN_A_FRESH_PROCESS],
+                              env={**os.environ, "PYTHONHASHSEED": hash_seed},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-4000:]
+        assert json.loads(done.stdout) == here, f"PYTHONHASHSEED={hash_seed}"
 
 
 # --- arithmetic -----------------------------------------------------------------------------
@@ -227,15 +259,22 @@ def test_solver_agrees_with_naive_search_and_its_answers_verify():
 
 
 def test_generalpoints_format_and_face_values(tasks):
+    # By hand, not through card_values (which the task itself uses): A is 1, number cards their
+    # number, J Q K 10 in distribution (ID) and 11 12 13 out of it (OOD).
+    id_values = {"A": 1, "J": 10, "Q": 10, "K": 10, **{str(n): n for n in range(2, 11)}}
+    ood_values = {**id_values, "J": 11, "Q": 12, "K": 13}
+    assert card_values(["A", "7", "10", "K"], (10, 10, 10)) == [1, 7, 10, 10]
+    assert card_values(["J", "Q", "K", "A"], (11, 12, 13)) == [11, 12, 13, 1]
     task = tasks["generalpoints"]
     for ex in task.examples("id", 30):
         cards = ex.prompt[:-1].split(",")
         assert ex.prompt.endswith("=") and len(cards) == 4
-        assert ex.meta["values"] == card_values(cards, (10, 10, 10))
+        assert ex.meta["values"] == [id_values[c] for c in cards]
         assert ex.demonstration == ex.answer + "." and not ex.answer.startswith("((((")
     for ex in task.examples("ood", 30):
+        assert ex.meta["cards"] == ex.prompt[:-1].split(",")
         assert any(c in FACES for c in ex.meta["cards"]), "every OOD hand holds a face card"
-        assert ex.meta["values"] == card_values(ex.meta["cards"], (11, 12, 13))
+        assert ex.meta["values"] == [ood_values[c] for c in ex.meta["cards"]]
         assert {11, 12, 13} & set(ex.meta["values"])
 
 
@@ -458,4 +497,3 @@ def test_examples_are_frozen():
     ex = ArithmeticTask().examples("id", 1)[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         ex.prompt = "x"  # type: ignore[misc]
-    assert Counter(SPLITS) == Counter(("train", "id", "ood"))

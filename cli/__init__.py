@@ -12,43 +12,15 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ptbench.fixtures.cli_help import HelpFormatter
+
 __all__ = ["SUBCOMMANDS", "HelpFormatter", "Subcommand", "main"]
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Every ptbench parser's formatter: descriptions (module docstrings) keep their layout, and
-    an option's default is shown (even for an option without help) unless its help already
-    says it or there is none worth showing."""
-
-    @staticmethod
-    def _shows_default(action: argparse.Action) -> bool:
-        return (bool(action.option_strings) and action.default is not argparse.SUPPRESS
-                and action.default is not None and action.default is not False
-                and action.default != [] and "default" not in (action.help or ""))
-
-    def _format_action(self, action: argparse.Action) -> str:
-        if action.help is None and self._shows_default(action):
-            action = copy.copy(action)
-            action.help = self._get_help_string(action)
-        return super()._format_action(action)
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        help_text = action.help or ""
-        if not self._shows_default(action):
-            return help_text
-        default = action.default
-        if isinstance(default, (list, tuple)):  # as typed: --loss-agg a b
-            default = " ".join(map(str, default)).replace("%", "%%")
-        else:
-            default = "%(default)s"
-        return f"{help_text} (default: {default})".lstrip()
 
 
 @dataclass(frozen=True)

@@ -173,16 +173,3 @@ def _run(ctx: RunContext, out: Path, resume: bool, stop_after: int | None) -> Pa
         stage.train.close()
         state = RunnerState(index + 1, 0, state.global_step)
     return tracker.path
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m ptbench.pipelines.run ...`, the old spelling of `ptbench run ...`."""
-    import sys
-
-    from ptbench.cli import main as ptbench
-
-    return ptbench(["run", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

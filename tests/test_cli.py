@@ -182,12 +182,6 @@ def test_old_probe_spelling_forwards(capsys):
     assert code == 0 and done.stdout == out  # the same listing, nothing extra
 
 
-def test_old_run_spelling_forwards():
-    done = _python("-m", "ptbench.pipelines.run", "--help")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: ptbench run ")
-
-
 def test_run_end_to_end_on_a_config_shrunk_with_set(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PTBENCH_CACHE", str(tmp_path / "cache"))
     out_dir = tmp_path / "run"

@@ -5,8 +5,8 @@
     reports                            results store and reports
     pipelines                          configs, losses, backends, stages, the runner
     fixtures.probes (core)             reference maths, equivalence check, diagnosis: independent
-    fixtures.models, fixtures.tasks,   tiny models, tasks, atomic writes (bottom)
-    fixtures.atomic
+    fixtures.models, fixtures.tasks,   tiny models, tasks, atomic writes, the commands' help
+    fixtures.atomic, fixtures.cli_help format (bottom)
 
 A module may import from its own layer and the ones below, never from above; the probe's core
 imports nothing of ptbench's training code, so it can judge it.
@@ -22,7 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"ptbench.pipelines": "pipelines", "ptbench.fixtures": "fixtures",
            "ptbench.reports": "reports", "ptbench.cli": "cli"}
-BOTTOM = ("ptbench.fixtures.models", "ptbench.fixtures.tasks", "ptbench.fixtures.atomic")
+BOTTOM = ("ptbench.fixtures.models", "ptbench.fixtures.tasks", "ptbench.fixtures.atomic",
+          "ptbench.fixtures.cli_help")
 PROBE_CORE = tuple(f"ptbench.fixtures.probes.{m}" for m in
                    ("reference", "equivalence", "diagnose", "report", "spec", "data"))
 ADAPTERS_AND_UP = ("ptbench.fixtures.probes", "ptbench.fixtures.plugin", "ptbench.cli")
@@ -34,6 +35,7 @@ FORBIDDEN = [
     (("ptbench.pipelines",), ADAPTERS_AND_UP),
     (("ptbench.reports",), ("ptbench.fixtures.probes.adapters", "ptbench.fixtures.plugin",
                             "ptbench.cli")),
+    (("ptbench.fixtures.probes", "ptbench.fixtures.plugin"), ("ptbench.cli",)),
 ]
 
 
@@ -91,6 +93,8 @@ def test_no_module_imports_from_a_layer_above_it():
     ("ptbench.fixtures.probes.reference", "from ptbench.pipelines import losses"),
     ("ptbench.fixtures.probes.equivalence", "import ptbench.fixtures.probes.adapters.registry"),
     ("ptbench.pipelines.run", "from ptbench.fixtures.probes.adapters import registry"),
+    ("ptbench.pipelines.run", "    from ptbench.cli import main"),
+    ("ptbench.fixtures.probes.matrix", "from ptbench.cli import HelpFormatter"),
     ("ptbench.fixtures.tasks.arithmetic", "    from ptbench.reports.store import ResultsFile"),
 ])
 def test_a_planted_forbidden_import_is_caught(tmp_path, module, planted):

@@ -1,4 +1,5 @@
-"""Results store: structured records written atomically, so a crash never leaves half a file."""
+"""Results files (`--ptbench-results`, the version matrix): JSON records written atomically, so a
+crash never leaves half a file. The results store of every run is `ptbench.reports.db`."""
 
 from __future__ import annotations
 
@@ -6,23 +7,15 @@ import json
 import os
 import platform
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from ptbench.fixtures.atomic import write_json_atomic
-
-FRAMEWORKS = ("torch", "transformers", "trl", "deepspeed", "openrlhf", "accelerate")
+from ptbench.reports.environment import versions
 
 
 def environment() -> dict:
     """The versions and machine a result was measured on."""
-    versions = {}
-    for name in FRAMEWORKS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"versions": versions, "python": platform.python_version(),
+    return {"versions": versions(), "python": platform.python_version(),
             "machine": platform.machine(), "node": platform.node(),
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 

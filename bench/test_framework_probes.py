@@ -55,8 +55,8 @@ def world_size_2_records(request) -> dict:
 
 
 @pytest.mark.parametrize(("config", "loss_agg", "objective", "optimizer"), _cases(2))
-def test_update_equivalence_world_size_2(world_size_2_records, ptbench_results, config, loss_agg,
-                                         objective, optimizer):
+def test_update_equivalence_world_size_2(request, world_size_2_records, ptbench_results,
+                                         ptbench_recorder, config, loss_agg, objective, optimizer):
     _skip_if_missing(config)
     records = world_size_2_records.get((config.name, loss_agg, objective, optimizer))
     if not records:
@@ -65,6 +65,7 @@ def test_update_equivalence_world_size_2(world_size_2_records, ptbench_results, 
     for r in records:
         if ptbench_results is not None:
             ptbench_results.add(r)
+        ptbench_recorder.add_probe_record(r, test_id=request.node.nodeid)
     for r in records:
         if r["status"] == "unsupported":
             pytest.fail(f"declared but unsupported: {r['reason']}", pytrace=False)

@@ -46,6 +46,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
     Subcommand("run", "ptbench.cli.run"),
     Subcommand("probe", "ptbench.fixtures.probes.cli"),
     Subcommand("matrix", "ptbench.fixtures.probes.matrix"),
+    Subcommand("report", "ptbench.reports.cli"),
 )}
 
 

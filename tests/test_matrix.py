@@ -37,3 +37,24 @@ def test_bad_release_and_empty_root_are_clear(tmp_path):
         parse_requirement("numpy==2.0")
     with pytest.raises(FileNotFoundError, match="no results files"):
         build_table(tmp_path)
+
+
+def test_a_release_results_file_goes_to_the_store_and_the_report(tmp_path):
+    """`ptbench matrix run` stores each release's results as a 'matrix' run; the report's
+    version-matrix section shows them (here the committed 0.18.9 and 0.19.8 files)."""
+    from pathlib import Path
+
+    from ptbench.fixtures.probes.matrix import store_results
+    from ptbench.reports.build import version_matrix_section
+    from ptbench.reports.db import ResultsStore
+
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "matrix" / "results"
+    store = tmp_path / "s.sqlite"
+    for version in ("0.18.9", "0.19.8"):
+        store_results(committed / f"deepspeed-{version}.json", str(store))
+    with ResultsStore.open(store) as s:
+        assert [r.info.kind for r in s.runs()] == ["matrix", "matrix"]
+        (table,) = [b for b in version_matrix_section(s).blocks]
+    rows = {r["deepspeed"]: r for r in table.frame.to_dict("records")}
+    assert rows["deepspeed-z2-offload-ws1"]["deepspeed 0.18.9 pg"] == "FAIL"
+    assert rows["deepspeed-z2-offload-ws1"]["deepspeed 0.19.8 pg"] == "pass"

@@ -15,6 +15,7 @@ def probe_imports():
     restores them after the test): modules a probe imports lazily (torch._dynamo) would otherwise
     be dropped after the test, and importing them again (torch registers operator libraries once
     per process) breaks every later test in this process."""
+    import ptbench.reports.build  # noqa: F401  (pandas, matplotlib, SQLAlchemy: the same reason)
     from ptbench.fixtures.probes import check_update_equivalence
     from ptbench.fixtures.probes.adapters.torch_plain import make_step
 
@@ -182,8 +183,8 @@ def test_no_summary_without_probe_tests(pytester):
 
 
 def test_summary_table_fits_100_columns_and_splits_when_narrower():
-    from ptbench.fixtures.plugin import probe_summary_lines
     from ptbench.fixtures.probes import LOSS_AGGS, OBJECTIVES, OPTIMIZERS
+    from ptbench.fixtures.probes.summary import probe_summary_lines
 
     entries = [{"properties": {"framework": name, "objective": o, "loss_agg": a, "optimizer": p},
                 "outcomes": [outcome]}
@@ -196,3 +197,63 @@ def test_summary_table_fits_100_columns_and_splits_when_narrower():
     assert max(len(ln) for ln in narrow) <= 60
     assert sum(ln.startswith("framework") for ln in narrow) == 2
     assert probe_summary_lines([{"properties": {"framework": "x"}, "outcomes": ["pass"]}]) == []
+
+
+STORE_SUITE = '''
+import pytest
+from ptbench.fixtures.probes.adapters.torch_plain import make_step
+
+def test_probe_passes(probe):
+    assert probe(make_step, framework="torch", seed=0).passed
+
+def test_timing(ptbench_recorder):
+    from ptbench.reports.records import Measurement
+    ptbench_recorder.add([Measurement(metric="timing/x", value=0.1, kind="timing", direction="lower")])
+'''
+
+
+def test_a_session_records_into_the_store_and_builds_the_report(pytester, probe_imports):
+    """The run goes into the store, the report is built at the end and its paths printed; a
+    second session is judged against the first."""
+    from ptbench.reports.db import ResultsStore
+
+    pytester.makepyfile(STORE_SUITE)
+    store, out = pytester.path / "store.sqlite", pytester.path / "report"
+    args = ("-p", "no:cacheprovider", f"--ptbench-store={store}", f"--ptbench-report-dir={out}")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*ptbench results*", f"store: {store} (run 1)",
+                                 "OK: run 1 *first run of its kind*", f"report: {out}/report.html",
+                                 f"summary: {out}/report.md"])
+    with ResultsStore.open(store) as s:
+        (run,) = s.runs()
+        assert run.status == "finished" and run.info.kind == "bench"
+        probe = [m for m in s.measurements(run.id) if m.metric == "probe"]
+        assert [(m.config, m.status, m.labels["loss_agg"]) for m in probe] == [
+            ("torch", "pass", "token-mean")]
+    assert "torch" in (out / "report.md").read_text()
+    pytester.runpytest(*args, "--ptbench-verdict").assert_outcomes(passed=2)
+    with ResultsStore.open(store) as s:
+        assert len(s.runs()) == 2
+
+
+def test_the_verdict_option_fails_a_session_on_a_new_failure(pytester, probe_imports):
+    pytester.makepyfile(test_one=STORE_SUITE)
+    store = pytester.path / "store.sqlite"
+    args = ("-p", "no:cacheprovider", f"--ptbench-store={store}",
+            f"--ptbench-report-dir={pytester.path / 'report'}")
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    pytester.makepyfile(test_one=STORE_SUITE.replace(
+        'framework="torch", seed=0).passed', 'framework="torch", seed=0, tolerance=1e-12).passed'))
+    result = pytester.runpytest(*args, "--ptbench-verdict")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["REGRESSION: run 2 *1 newly failing*"])
+    assert result.ret == 1
+
+
+def test_store_none_records_nothing(pytester, probe_imports):
+    pytester.makepyfile(STORE_SUITE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--ptbench-store=none")
+    result.assert_outcomes(passed=2)
+    assert "ptbench results" not in result.stdout.str()
+    assert not (pytester.path / "ptbench-results").exists()

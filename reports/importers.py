@@ -1,0 +1,186 @@
+"""Readers of the result files ptbench already writes, into the one record format.
+
+    measurements_from_metrics(path)        a pipeline run's metrics.jsonl  (ptbench run)
+    measurements_from_probe_results(path)  a probes results JSON (ptbench probe --out, the
+                                           version matrix's results/*.json, --ptbench-results)
+    import_path(store, path)               either of them (or a run folder) into a ResultsStore
+
+These are the only readers of those formats that the reports use; everything downstream
+reads `RunInfo` and `Measurement` from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ptbench.pipelines.tracking import Tracker
+from ptbench.reports.db import ResultsStore
+from ptbench.reports.records import Measurement, RunInfo
+from ptbench.reports.store import read_results
+
+log = logging.getLogger(__name__)
+
+METRIC_DIRECTIONS: list[tuple[str, str]] = [
+    # (regular expression searched in the metric name, which way is better); the first match
+    # wins, and a metric matching none is tracked for drift only ('none').
+    (r"^flops/|param_dist|tokens", "none"),       # spent or moved, neither good nor bad
+    (r"frac_reward_zero_std", "none"),            # a diagnostic, not a reward
+    (r"accuracy|reward", "higher"),
+    (r"(^|[/_])ce($|_)|loss|(^|[/_])kl($|_)", "lower"),  # cross-entropy, losses, KL
+]
+PROBE_STATUSES = ("pass", "fail", "error")
+
+
+def metric_direction(metric: str) -> str:
+    """'higher', 'lower' or 'none' for a metric name (see METRIC_DIRECTIONS)."""
+    for pattern, direction in METRIC_DIRECTIONS:
+        if re.search(pattern, metric):
+            return direction
+    return "none"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def measurements_from_metrics(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
+    """A pipeline run's metrics.jsonl as a run of kind 'pipeline' and one 'value' measurement
+    per row (metric, value, pipeline, stage, step, seed, flops).
+
+    The file holds no start time: `started` is its modification time less the last row's
+    wall time (the run's start, to the clock's precision). Machine and versions are unknown.
+    """
+    path = Path(path)
+    try:
+        rows = Tracker.read(path)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a ptbench metrics.jsonl ({exc})") from None
+    wall = max((r.wall_s for r in rows), default=0.0)
+    started = datetime.fromtimestamp(path.stat().st_mtime - wall, timezone.utc)
+    info = RunInfo(kind="pipeline", started=started.isoformat(timespec="seconds"),
+                   labels={"source": str(path), "source_sha256": _sha256(path),
+                           "pipeline": rows[0].pipeline if rows else ""})
+    found = [Measurement(metric=r.metric, value=r.value, direction=metric_direction(r.metric),
+                         pipeline=r.pipeline, stage=r.stage, step=r.step, seed=r.seed,
+                         flops=r.flops) for r in rows]
+    return info, found
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _error_line(reason: str) -> str:
+    """The line that says what went wrong: a traceback's last line (the exception), else the
+    first line."""
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+
+def _diagnosis(record: dict) -> str:
+    """A probe report's first diagnosis, else the first line of its text."""
+    for step in (record.get("report") or {}).get("steps", []):
+        if step.get("diagnosis"):
+            return _first_line(step["diagnosis"])
+    text = record.get("text") or ""
+    for line in text.splitlines():
+        if line.strip().startswith("->"):
+            return line.strip()[2:].strip()
+    return _first_line(text)
+
+
+def measurements_from_probe_results(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
+    """A probes results JSON as one run and a 'status' measurement 'probe' per record.
+
+    Kind 'matrix' for a version-matrix file (it has a 'subject'), 'bench' for pytest's
+    --ptbench-results (records carry the test id), 'probe' otherwise. Each record: value 1.0
+    for pass and 0.0 otherwise, status pass/fail/error, config the framework configuration,
+    detail the first diagnosis (or the error's exception line), labels loss_agg, objective,
+    optimizer, world_size, plant (when planted), package and version (from the subject).
+    'unsupported' records measured nothing and are skipped; how many is logged and kept in
+    the run's labels (`unsupported_skipped`). A release that could not be installed gives one
+    'matrix/install' measurement with status 'error'.
+    """
+    path = Path(path)
+    doc = read_results(path)
+    if doc["kind"] != "probes":
+        raise ValueError(f"{path}: a results file of kind {doc['kind']!r}, not 'probes'")
+    env, subject = doc.get("environment") or {}, doc.get("subject") or {}
+    records = doc["records"]
+    kind = "matrix" if subject else "bench" if any("test" in r for r in records) else "probe"
+    versions = dict(env.get("versions") or {})
+    if env.get("python"):
+        versions["python"] = env["python"]
+    started = env.get("time") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(
+        timespec="seconds")
+    release = {k: subject[k] for k in ("package", "version") if k in subject}
+    found, skipped = [], 0
+    for i, r in enumerate(records):
+        status = r.get("status")
+        if status == "unsupported":
+            skipped += 1
+            continue
+        if status not in PROBE_STATUSES or "framework" not in r:
+            raise ValueError(f"{path}: record {i}: expected a framework and a status in "
+                             f"{PROBE_STATUSES + ('unsupported',)}, got {status!r}")
+        labels = {k: r[k] for k in ("loss_agg", "objective", "optimizer", "world_size")
+                  if r.get(k) is not None}
+        if r.get("plant"):
+            labels["plant"] = r["plant"]
+        detail = _error_line(r.get("reason") or "") if status == "error" else _diagnosis(r)
+        found.append(Measurement(
+            metric="probe", value=1.0 if status == "pass" else 0.0, kind="status",
+            direction="higher", test_id=r.get("test") or "", config=r["framework"],
+            seed=r.get("seed"), status=status, detail=detail, labels={**labels, **release}))
+    if doc.get("install_error"):
+        found.append(Measurement(
+            metric="matrix/install", value=0.0, kind="status", direction="higher",
+            config=subject.get("package", ""), status="error",
+            detail=_error_line(doc["install_error"]), labels=release))
+    if skipped:
+        log.info("%s: %d unsupported records skipped (nothing measured)", path, skipped)
+    info = RunInfo(kind=kind, started=started, host=env.get("node") or "", versions=versions,
+                   labels={"source": str(path), "source_sha256": _sha256(path),
+                           "unsupported_skipped": skipped, **release,
+                           **({"machine": env["machine"]} if env.get("machine") else {})})
+    return info, found
+
+
+def read_path(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
+    """The run in a metrics.jsonl, a probes results JSON, or a run folder's metrics.jsonl."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "metrics.jsonl").is_file():
+            raise ValueError(f"{path}: a folder without metrics.jsonl (not a pipeline run folder)")
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".jsonl":
+        return measurements_from_metrics(path)
+    if path.suffix == ".json":
+        return measurements_from_probe_results(path)
+    raise ValueError(f"{path}: cannot import it: expected a metrics.jsonl, a probes results "
+                     ".json or a pipeline run folder")
+
+
+def import_path(store: ResultsStore, path: str | os.PathLike, *, again: bool = False) -> int:
+    """Import one results file (or run folder) into the store as a finished run; its id.
+
+    A file already imported (same content) is not imported twice: its run's id is returned,
+    unless `again`."""
+    info, found = read_path(path)
+    if not again:
+        for run in store.runs(kind=info.kind):
+            if run.info.labels.get("source_sha256") == info.labels["source_sha256"]:
+                return run.id
+    with store.recording(info) as run_id:
+        store.add(run_id, found)
+    return run_id

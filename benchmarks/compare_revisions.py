@@ -3,12 +3,13 @@
     python benchmarks/compare_revisions.py --before /path/to/old-venv/bin/python \\
         --after .venv/bin/python [--runs 3] [--config configs/tiny/sft_then_rl-arithmetic.yaml]
 
-The workload, run as a whole process by each interpreter: every CPU probe of the adapter
-configurations both installs have (world size 1 in process, world size 2 in one torchrun launch),
-then one tiny pipeline run of `--config` shortened to `--sft-steps` / `--rl-steps` (a YAML
-copy, so an install without `--set` runs it too). Runs alternate, before then after, `--runs`
-times; prints each run, the medians and the ratio after / before (> 1: slower). The base model
-cache is warmed once first, so neither side pays for building it.
+The workload, run as whole processes by each interpreter: every CPU probe of the adapter
+configurations both installs have (world size 1 in process, world size 2 in one torchrun launch;
+`--probe-args` narrows the combinations), then one tiny pipeline run of `--config` shortened to
+`--sft-steps` / `--rl-steps` (a YAML copy, so an install without `--set` runs it too). Runs
+alternate, before then after, `--runs` times; prints each run's two parts, the medians and the
+ratios after / before (> 1: slower). The base model cache is warmed once first, so neither side
+pays for building it.
 """
 
 from __future__ import annotations
@@ -42,15 +43,17 @@ def commands(python: str) -> tuple[list[str], list[str]]:
     return [python, "-m", "ptbench.fixtures.probes"], [python, "-m", "ptbench.pipelines.run"]
 
 
-def workload(python: str, names: list[str], config: Path, work: Path, env: dict) -> float:
-    """Seconds for the probes and the pipeline run, as separate processes, back to back."""
+def workload(python: str, names: list[str], config: Path, work: Path, env: dict,
+             probe_args: list[str]) -> tuple[float, float]:
+    """Seconds of the probes and of the pipeline run, separate processes, back to back."""
     probe, run = commands(python)
     start = time.perf_counter()
-    subprocess.run([*probe, "--adapter", *names, "--out", str(work / "probes.json")], env=env,
-                   check=True, capture_output=True)
+    subprocess.run([*probe, "--adapter", *names, *probe_args, "--out", str(work / "probes.json")],
+                   env=env, check=True, capture_output=True)
+    middle = time.perf_counter()
     subprocess.run([*run, str(config), "--out", str(work / "run")], env=env, check=True,
                    capture_output=True)
-    return time.perf_counter() - start
+    return middle - start, time.perf_counter() - middle
 
 
 def main() -> int:
@@ -61,6 +64,9 @@ def main() -> int:
     p.add_argument("--config", default="configs/tiny/sft_then_rl-arithmetic.yaml")
     p.add_argument("--sft-steps", type=int, default=200)
     p.add_argument("--rl-steps", type=int, default=20)
+    p.add_argument("--probe-args", default="",
+                   help="extra probe options, e.g. '--loss-agg token-mean --optimizer sgd' "
+                        "(the same combinations under both installs)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ptbench-compare-"))
     data = yaml.safe_load(Path(args.config).read_text())
@@ -73,16 +79,20 @@ def main() -> int:
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "PTBENCH_CACHE": str(work / "cache")}
     print(f"{len(names)} probe configurations in both; pipeline {data['name']} "
           f"({args.sft_steps} SFT + {args.rl_steps} RL steps)", flush=True)
-    workload(args.after, names, config, work / "warm", env)  # builds the cached base model
-    times: dict[str, list[float]] = {"before": [], "after": []}
+    probe_args = args.probe_args.split() if args.probe_args else []
+    workload(args.after, names, config, work / "warm", env, probe_args)  # builds the base model
+    times: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     for i in range(args.runs):
         for side in ("before", "after"):
             python = getattr(args, side)
-            times[side].append(workload(python, names, config, work / f"{side}-{i}", env))
-            print(f"run {i + 1} {side}: {times[side][-1]:.1f}s", flush=True)
-    before, after = statistics.median(times["before"]), statistics.median(times["after"])
-    print(json.dumps({"before_s": times["before"], "after_s": times["after"]}))
-    print(f"median before {before:.1f}s, after {after:.1f}s; ratio after/before {after / before:.3f}")
+            times[side].append(workload(python, names, config, work / f"{side}-{i}", env, probe_args))
+            probes, pipeline = times[side][-1]
+            print(f"run {i + 1} {side}: probes {probes:.1f}s, pipeline {pipeline:.1f}s", flush=True)
+    print(json.dumps(times))
+    for part, index in (("probes", 0), ("pipeline", 1), ("both", None)):
+        b, a = ([statistics.median(sum(t) if index is None else t[index] for t in times[side])
+                 for side in ("before", "after")])
+        print(f"{part}: median before {b:.1f}s, after {a:.1f}s; ratio after/before {a / b:.3f}")
     return 0
 
 

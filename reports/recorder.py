@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 from ptbench.reports.db import ResultsStore
@@ -51,6 +52,8 @@ class Recorder:
         self.store: ResultsStore | None = None
         self.run_id: int | None = None
         self.config_hashes: dict[str, str] = {}
+        self.seconds = 0.0
+        """Wall time spent writing to the store (the recording's own overhead)."""
 
     @property
     def used(self) -> bool:
@@ -59,10 +62,12 @@ class Recorder:
     def add(self, measurements: list[Measurement]) -> None:
         if self.url is None or not measurements:
             return
+        start = time.perf_counter()
         if self.store is None:
             self.store = ResultsStore.open(self.url)
             self.run_id = self.store.begin_run(run_info(self.kind, command=self.command))
         self.store.add(self.run_id, measurements)
+        self.seconds += time.perf_counter() - start
 
     def add_probe_record(self, record: dict, test_id: str = "") -> None:
         m = probe_measurement(record, test_id)
@@ -88,5 +93,7 @@ class Recorder:
         """End the run (if one began); its id."""
         if self.store is None or self.run_id is None:
             return None
+        start = time.perf_counter()
         self.store.finish_run(self.run_id, status, config_hashes=self.config_hashes)
+        self.seconds += time.perf_counter() - start
         return self.run_id

@@ -321,7 +321,8 @@ def test_explain_lines():
 HISTORY = [10, 11, 9, 10, 12, 10, 30]
 # sorted 9 10 10 10 11 12 30: median 10 (the 30 s night does not move it);
 # |x - 10| = 0 1 1 0 2 0 20 -> sorted 0 0 0 1 1 2 20: MAD 1, scaled 1.4826.
-# upper = max(10 * 1.2, 10 + 4 * 1.4826) = 15.9304; lower = min(10 * 0.8, 10 - 5.9304) = 4.0696.
+# defaults threshold 0.15, k 3: upper = max(10 * 1.15, 10 + 3 * 1.4826) = 14.4478;
+# lower = min(10 * 0.85, 10 - 4.4478) = 5.5522.
 
 
 def test_median_and_mad_by_hand():
@@ -331,27 +332,27 @@ def test_median_and_mad_by_hand():
 
 
 @pytest.mark.parametrize(("current", "verdict"), [
-    (15.9, Verdict.NOISE),         # above median * 1.2 = 12, but within 4 MADs (15.93)
-    (16.0, Verdict.REGRESSION),    # above both
-    (7.9, Verdict.NOISE),          # below median * 0.8 = 8, but within 4 MADs (4.07)
-    (4.0, Verdict.IMPROVEMENT),    # below both
+    (14.4, Verdict.NOISE),         # above median * 1.15 = 11.5, but within 3 MADs (14.45)
+    (14.5, Verdict.REGRESSION),    # above both
+    (8.4, Verdict.NOISE),          # below median * 0.85 = 8.5, but within 3 MADs (5.55)
+    (5.5, Verdict.IMPROVEMENT),    # below both
 ])
 def test_timing_noisy_history_by_hand(current, verdict):
     result = compare_timing(HISTORY, current)
     assert result.verdict is verdict
-    assert close(result.upper_bound, 10 + 4 * 1.4826) and close(result.lower_bound, 10 - 5.9304)
+    assert close(result.upper_bound, 10 + 3 * 1.4826) and close(result.lower_bound, 10 - 4.4478)
     assert close(result.relative_change, current / 10 - 1)
     assert (result.n_baseline, result.baseline_mean) == (7, 10)
 
 
 @pytest.mark.parametrize(("current", "verdict"), [
-    (11.9, Verdict.NOISE),         # MAD 0: beyond 0 MADs, but under the 20% threshold
-    (12.1, Verdict.REGRESSION),
-    (8.1, Verdict.NOISE),
-    (7.9, Verdict.IMPROVEMENT),
+    (11.4, Verdict.NOISE),         # MAD 0: beyond 0 MADs, but under the 15% threshold
+    (11.6, Verdict.REGRESSION),
+    (8.6, Verdict.NOISE),
+    (8.4, Verdict.IMPROVEMENT),
 ])
 def test_timing_quiet_history_by_hand(current, verdict):
-    # [10]*5: median 10, MAD 0: upper = max(12, 10) = 12, lower = min(8, 10) = 8.
+    # [10]*5: median 10, MAD 0: upper = max(11.5, 10) = 11.5, lower = min(8.5, 10) = 8.5.
     result = compare_timing([10.0] * 5, current)
     assert result.verdict is verdict and result.spread == 0.0
 
@@ -361,14 +362,15 @@ def test_timing_history_length_and_window():
     short = compare_timing([10.0] * 4, 16.0)
     assert short.verdict is Verdict.INSUFFICIENT_DATA and "had 4" in short.reason
     assert compare_timing([10.0] * 5, 16.0).verdict is Verdict.REGRESSION  # exactly min_history
-    # 30 nights at 20 s, then 20 at 10 s: the last 30 nights have median 10 (MAD 0), so 16 s is
-    # a regression; over all 50 nights the median would be 20 and 16 s would be noise.
+    # 30 nights at 20 s, then 20 at 10 s: the last 30 nights have median 10 (MAD 0), so 18 s is
+    # a regression; over all 50 nights the median would be 20 (MAD 0; noise band 17-23 s) and
+    # 18 s would be noise.
     history = [20.0] * 30 + [10.0] * 20
-    assert compare_timing(history, 16.0).verdict is Verdict.REGRESSION
-    assert compare_timing(history, 16.0, window=50).verdict is Verdict.NOISE
+    assert compare_timing(history, 18.0).verdict is Verdict.REGRESSION
+    assert compare_timing(history, 18.0, window=50).verdict is Verdict.NOISE
     line = compare_timing(HISTORY, 16.0, name="timing/probe").explain()
     assert line == ("regression: timing/probe took 60.0% longer (10.0 -> 16.0 s; median of 7 "
-                    "nights 10.0 s, MAD 1.48 s; flagged above 15.9 s)")
+                    "nights 10.0 s, MAD 1.48 s; flagged above 14.4 s)")
 
 
 def _nights(rng: np.random.Generator, n: int, cv: float, outlier_rate: float) -> np.ndarray:
@@ -390,17 +392,16 @@ def _replay(series: list[float]) -> list[Verdict]:
 
 
 def test_timing_replayed_clean_history_rarely_raises_a_regression():
-    """1000 histories of 30 nights, each night judged against the nights before it.
+    """1000 synthetic histories of 30 nights, each night judged against the nights before it.
 
     Each history draws its noise level (CV) uniformly in 3-8%; the same draws are replayed
-    without and with occasional +15% nights. Measured here: 27 and 84 of 1000
-    histories raise a regression (27 and 93 of the 25,000 judged nights); 20,000
-    histories give 2.5% and 8.2%. Bounds: without outliers <= 4%: k = 4 would be ~3e-5 per night
-    for normal noise with a known spread, but the median and MAD of 5-29 nights are uncertain
-    and the lognormal's right tail is heavier, ~1e-3 per night over 25 nights. With outliers
-    <= 12%: a +15% night landing on a +1.5 sigma night of a noisy machine is past both bounds;
-    on that night it cannot be told from a real slowdown. (threshold=0.10 gives 110 and
-    222 on the same draws: a +15% night on a machine with 3-4% noise is then flagged.)
+    without and with occasional +15% nights. Measured with the defaults (threshold 0.15, k 3,
+    chosen on this machine's own recorded nights, tests/test_timing_replay.py): 124 and 265 of
+    1000 histories raise at least one regression, about 0.5% and 1% of the judged nights.
+    (threshold 0.20, k 4 gives 27 and 84, but flags a real 30% slowdown on this machine's
+    nights in only 3 of 10 replays of the generation timing.) Asserted: at most 16% and 32% of
+    histories: the price of catching a 30% slowdown on its first night on a 2-core machine whose
+    nights spread by 5-7%.
     """
     rng = np.random.default_rng(2024)
     alarms = {"clean": 0, "outliers": 0}
@@ -411,18 +412,17 @@ def test_timing_replayed_clean_history_rarely_raises_a_regression():
         noisy = np.where(rng.random(NIGHTS) < OUTLIER_RATE, 1.15 * clean, clean)
         for label, series in (("clean", clean), ("outliers", noisy)):
             alarms[label] += Verdict.REGRESSION in _replay(series.tolist())
-    assert alarms["clean"] <= 0.04 * REPLAYS, alarms
-    assert alarms["outliers"] <= 0.12 * REPLAYS, alarms
+    assert alarms["clean"] <= 0.16 * REPLAYS, alarms
+    assert alarms["outliers"] <= 0.32 * REPLAYS, alarms
 
 
 DETECTION_REPLAYS = 4000
 
 
 def test_timing_replayed_30_percent_slowdown_is_flagged():
-    """The same noise (with outliers) for 30 nights, then every night 30% slower. Measured here:
-    flagged on its first night in 3138 of 4000 replays, within its first 3 nights in
-    3673 (at CV 7-8%, where a 30% step is only ~3.5 sigma: 424 and 612 of
-    796). Asserted: at least 9 in 10 within 3 nights, 7 in 10 on the first night."""
+    """The same noise (with outliers) for 30 nights, then every night 30% slower. Measured with
+    the defaults: flagged on its first night in 3647 of 4000 replays, within its first 3 nights
+    in 3941. Asserted: at least 95 in 100 within 3 nights, 85 in 100 on the first night."""
     rng = np.random.default_rng(0)
     first = within_three = 0
     for _ in range(DETECTION_REPLAYS):
@@ -433,8 +433,8 @@ def test_timing_replayed_30_percent_slowdown_is_flagged():
                  for i in range(NIGHTS, NIGHTS + 3)]
         first += flags[0]
         within_three += any(flags)
-    assert within_three >= 0.9 * DETECTION_REPLAYS, (first, within_three)
-    assert first >= 0.7 * DETECTION_REPLAYS, (first, within_three)
+    assert within_three >= 0.95 * DETECTION_REPLAYS, (first, within_three)
+    assert first >= 0.85 * DETECTION_REPLAYS, (first, within_three)
 
 
 # --------------------------------------------------------------------------------------------

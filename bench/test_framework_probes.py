@@ -36,7 +36,8 @@ def test_update_equivalence(probe, ptbench_seeds, config, loss_agg, objective, o
     _skip_if_missing(config)
     for seed in ptbench_seeds:
         report = probe(config.make_step(), framework=config.name, declared=True,
-                       loss_agg=loss_agg, objective=objective, optimizer=optimizer, seed=seed)
+                       loss_agg=loss_agg, objective=objective, optimizer=optimizer, seed=seed,
+                       precision=config.precision)
         assert report.passed, str(report)
 
 

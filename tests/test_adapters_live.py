@@ -35,6 +35,12 @@ LIVE = [
     ("trl-grpo-dapo-z2-offload", "pg", "token-mean", "deepspeed-offload-drops-middle"),
     *[(f"deepspeed-z{s}{'-offload' if o else ''}-ws1", obj, "token-mean", "deepspeed-no-gas-scaling")
       for s, o in registry.DEEPSPEED_ZERO for obj in ("ce", "pg")],
+    # DeepSpeed's bf16 mode: the planted bugs still fail at bf16's tolerance (0.031)
+    *[(f"deepspeed-z{z}-ws1-bf16", obj, "token-mean", "deepspeed-step-local-normalizer")
+      for z in ("1", "2", "2-offload") for obj in ("ce", "pg")],
+    *[("deepspeed-z2-offload-ws1-bf16", obj, "token-mean", "deepspeed-offload-drops-middle")
+      for obj in ("ce", "pg")],
+    ("deepspeed-z2-offload-ws1", "pg", "token-mean", "deepspeed-step-local-normalizer"),
     ("openrlhf-z2-ws1", "ce", "token-mean", "openrlhf-per-micro-batch-normalizer"),
     ("openrlhf-z2-ws1", "pg", "token-mean", "openrlhf-per-micro-batch-normalizer"),
 ]
@@ -55,9 +61,13 @@ ADAPTERS = sorted({(name, objective, loss_agg) for name, objective, loss_agg, _ 
 def test_adapter_passes_as_installed(name, objective, loss_agg):
     config = registry.get(name)
     _skip_if_missing(config)
-    for seed, optimizer in ((0, "sgd"), (1, "sgd"), (2, "adamw")):
+    declared = [(seed, optimizer) for seed, optimizer in ((0, "sgd"), (1, "sgd"), (2, "adamw"))
+                if (objective, loss_agg, optimizer) in config.declares]
+    assert declared, f"{name} declares no optimizer for {objective} {loss_agg}"
+    for seed, optimizer in declared:
         report = check_update_equivalence(config.make_step(), loss_agg=loss_agg, objective=objective,
-                                          optimizer=optimizer, seed=seed, framework=name)
+                                          optimizer=optimizer, seed=seed, framework=name,
+                                          precision=config.precision)
         assert report.passed, str(report)
 
 
@@ -69,7 +79,8 @@ def test_adapter_fails_with_planted_bug(name, objective, loss_agg, bug):
     _skip_if_missing(config)
     with plant(bug):
         report = check_update_equivalence(config.make_step(), loss_agg=loss_agg, objective=objective,
-                                          optimizer="sgd", seed=0, framework=name)
+                                          optimizer="sgd", seed=0, framework=name,
+                                          precision=config.precision)
     assert not report.passed, f"{name} still passes with {bug} planted: the adapter is not live"
 
 

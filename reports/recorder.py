@@ -40,7 +40,8 @@ def probe_measurement(record: dict, test_id: str = "") -> Measurement | None:
         metric="probe", value=1.0 if status == "pass" else 0.0, kind="status", direction="higher",
         status=status, test_id=test_id or record.get("test", ""), config=record["framework"],
         seed=record.get("seed"), detail=detail,
-        labels={k: record[k] for k in ("loss_agg", "objective", "optimizer") if record.get(k)})
+        labels={**{k: record[k] for k in ("loss_agg", "objective", "optimizer") if record.get(k)},
+                **({"tolerance": f"{report['tolerance']:.2g}"} if "tolerance" in report else {})})
 
 
 class Recorder:

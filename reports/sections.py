@@ -47,6 +47,9 @@ def probe_matrix(frame: pd.DataFrame) -> Section:
                      f"{failing['detail'].iloc[0] or failing['status'].iloc[0]}")
         cells.setdefault(config, {})[column] = f"{word} [{len(notes)}]"
     table = pd.DataFrame.from_dict(cells, orient="index").fillna("-")
+    tolerance = probes.assign(tolerance=_label(probes, "tolerance")).groupby("config")["tolerance"]
+    table["tolerance (SGD, AdamW)"] = [", ".join(sorted(set(tolerance.get_group(c)) - {""}, key=float))
+                                       for c in table.index]
     table.insert(0, "configuration", table.index)
     passed = int((probes["status"] == "pass").sum())
     section.blocks = [Text(f"{passed} of {len(probes)} probes passed; '-': not declared by that "

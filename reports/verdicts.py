@@ -37,10 +37,15 @@ class SeriesVerdict:
         return stats.sort_key(self.comparison.verdict, self.comparison.relative_change, self.series)
 
 
+DESCRIPTIVE_LABELS = frozenset({"tolerance"})
+"""Labels that describe a measurement without making it another series (a probe's tolerance)."""
+
+
 def series_key(m: Measurement) -> tuple:
-    """What makes measurements of two runs the same series: everything but value, seed, step."""
+    """What makes measurements of two runs the same series: everything but value, seed, step
+    and the descriptive labels."""
     return (m.kind, m.metric, m.test_id, m.config, m.pipeline, m.task, m.backend, m.stage,
-            tuple(sorted((k, str(v)) for k, v in m.labels.items())))
+            tuple(sorted((k, str(v)) for k, v in m.labels.items() if k not in DESCRIPTIVE_LABELS)))
 
 
 LABEL_ORDER = ("objective", "loss_agg", "optimizer")
@@ -48,7 +53,7 @@ LABEL_ORDER = ("objective", "loss_agg", "optimizer")
 
 def series_name(m: Measurement) -> str:
     """The series in words: configuration or pipeline, stage, metric, then its labels."""
-    labels = sorted(m.labels.items(), key=lambda kv: (
+    labels = sorted(((k, v) for k, v in m.labels.items() if k not in DESCRIPTIVE_LABELS), key=lambda kv: (
         LABEL_ORDER.index(kv[0]) if kv[0] in LABEL_ORDER else len(LABEL_ORDER), kv[0]))
     parts = [m.config or m.pipeline, m.stage, m.metric, *(str(v) for _, v in labels)]
     return " ".join(p for p in parts if p not in ("", None)) or m.test_id

@@ -21,8 +21,13 @@ import torch.distributed as dist
 T = TypeVar("T")
 
 
+_joined = False
+"""Whether `init_from_env` created this process's group (then `shutdown` ends it)."""
+
+
 def init_from_env() -> None:
     """Join the process group a launcher described in the environment (no-op at world size 1)."""
+    global _joined
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
     if torch.cuda.is_available():
@@ -33,12 +38,16 @@ def init_from_env() -> None:
                                "set CUDA_VISIBLE_DEVICES= to run on the CPU (gloo).")
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    _joined = True
 
 
 def shutdown() -> None:
-    """Leave the process group, if one was joined."""
-    if dist.is_available() and dist.is_initialized():
+    """Leave the process group `init_from_env` joined; a group someone else created (DeepSpeed's
+    in this process, a caller's) is theirs to end."""
+    global _joined
+    if _joined and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _joined = False
 
 
 def world_size() -> int:

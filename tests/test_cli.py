@@ -194,3 +194,17 @@ def test_run_end_to_end_on_a_config_shrunk_with_set(tmp_path, monkeypatch, capsy
     assert [r["step"] for r in rows if r["metric"] == "train/loss"] == [1, 2]
     assert max(r["step"] for r in rows) == 2  # stages.0.steps=2 took effect
     assert (tmp_path / "cache").is_dir() and os.listdir(tmp_path / "cache")
+
+
+def test_run_in_process_leaves_a_process_group_it_did_not_create(tmp_path, monkeypatch, capsys):
+    """`ptbench run` called in a process that already holds a group (DeepSpeed's, a caller's)
+    leaves it alone: ending it broke every later DeepSpeed engine in that process."""
+    import torch.distributed as dist
+
+    from ptbench.pipelines.backends.deepspeed import init_deepspeed
+
+    init_deepspeed()
+    monkeypatch.setenv("PTBENCH_CACHE", str(tmp_path / "cache"))
+    code, _, err = exits(["run", str(SFT), "--out", str(tmp_path / "run"), *SHRINK], capsys)
+    assert code == 0, err
+    assert dist.is_initialized(), "ptbench run destroyed a process group it did not create"

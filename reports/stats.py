@@ -62,7 +62,22 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-class Verdict(str, Enum):
+class _Word(str, Enum):
+    """A verdict word: equal to its string, printed as it, with a one-line `meaning`."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def meaning(self) -> str:
+        """One line saying what the verdict means."""
+        return _MEANINGS[self]
+
+
+class Verdict(_Word):
     """The verdict on one series: a run (or tonight) against a baseline run (or the history).
 
     A `str` subclass: ``Verdict.REGRESSION == "regression"``, and it prints as its word.
@@ -80,17 +95,6 @@ class Verdict(str, Enum):
     NEWLY_FAILING = "newly failing"
     STILL_FAILING = "still failing"
     INSUFFICIENT_DATA = "insufficient data"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-    @property
-    def meaning(self) -> str:
-        """One line saying what the verdict means."""
-        return _VERDICT_MEANINGS[self]
 
 
 _VERDICT_MEANINGS: dict[Verdict, str] = {
@@ -113,24 +117,13 @@ VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)
 """Every regression verdict word."""
 
 
-class ClaimVerdict(str, Enum):
+class ClaimVerdict(_Word):
     """The verdict on a claim (pipeline comparison, diagnostics); prints as its word."""
 
     HELD = "held"
     NOT_HELD = "not held"
     INCONCLUSIVE = "inconclusive"
     PREMISE_NOT_MET = "premise not met"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-    @property
-    def meaning(self) -> str:
-        """One line saying what the verdict means."""
-        return _CLAIM_MEANINGS[self]
 
 
 _CLAIM_MEANINGS: dict[ClaimVerdict, str] = {
@@ -139,6 +132,7 @@ _CLAIM_MEANINGS: dict[ClaimVerdict, str] = {
     ClaimVerdict.INCONCLUSIVE: "the confidence interval straddles the margin, or too few seeds",
     ClaimVerdict.PREMISE_NOT_MET: "the claim's precondition failed, so the claim was not judged",
 }
+_MEANINGS: dict[_Word, str] = {**_VERDICT_MEANINGS, **_CLAIM_MEANINGS}
 
 CLAIM_VERDICTS: tuple[str, ...] = tuple(v.value for v in ClaimVerdict)
 """Every claim verdict word."""

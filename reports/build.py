@@ -7,6 +7,7 @@ later work fills (pipeline comparison, paper reproduction), each saying why when
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -46,25 +47,20 @@ def changes_section(result: RunComparison) -> Section:
     differences = result.differences()
     section.blocks.append(Items(differences) if differences else Text(
         "same package versions and git commit as the baseline"))
-    by_group: dict[stats.Severity, list[str]] = {}
-    for v in result.verdicts:
-        line = v.comparison.explain() + (f" | {v.detail}" if v.detail else "")
-        by_group.setdefault(v.severity, []).append(line)
-    for group in sorted(by_group):
-        lines = by_group[group]
-        if group is stats.Severity.REST:
-            counts: dict[str, int] = {}
-            for v in result.verdicts:
-                if v.severity is group:
-                    counts[str(v.comparison.verdict)] = counts.get(str(v.comparison.verdict), 0) + 1
-            section.blocks.append(Text("the rest: " + ", ".join(f"{n} {w}" for w, n in counts.items())))
-            shown = [v.comparison.explain() for v in result.verdicts
-                     if v.severity is group and v.comparison.verdict in (
-                         stats.Verdict.STILL_FAILING, stats.Verdict.CHANGED, stats.Verdict.MISSING)]
-            if shown:
-                section.blocks.append(Items(shown))
+    by_group: dict[stats.Severity, list] = {}
+    for v in result.verdicts:  # already most urgent first
+        by_group.setdefault(v.severity, []).append(v)
+    for group, verdicts in sorted(by_group.items()):
+        if group is not stats.Severity.REST:
+            lines = [v.comparison.explain() + (f" | {v.detail}" if v.detail else "") for v in verdicts]
+            section.blocks += [Text(f"{group.title} ({len(lines)})", emphasis=True), Items(lines)]
             continue
-        section.blocks += [Text(f"{group.title} ({len(lines)})", emphasis=True), Items(lines)]
+        counts = Counter(str(v.comparison.verdict) for v in verdicts)
+        section.blocks.append(Text("the rest: " + ", ".join(f"{n} {w}" for w, n in counts.items())))
+        worth_a_look = [v.comparison.explain() for v in verdicts if v.comparison.verdict in (
+            stats.Verdict.STILL_FAILING, stats.Verdict.CHANGED, stats.Verdict.MISSING)]
+        if worth_a_look:
+            section.blocks.append(Items(worth_a_look))
     return section
 
 

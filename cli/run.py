@@ -13,6 +13,9 @@ a later one wins): the path walks fields, list indices and option keys (`base.st
 `stages.1.lr=1e-4`, `task.options.id_digits=3`, `deepspeed.zero_stage=2`) and the value is YAML
 (`20`, `true`, `null`, `[1, 2]`).
 
+The metrics also go to the results store (`--store`), as a 'pipeline' run that `ptbench report`
+judges against the earlier runs of the same config.
+
 Exit status: 0 when the run finished, 2 for a config (or --set) that cannot run.
 """
 
@@ -37,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         dest="overrides",
                         help="override a config field (repeatable; YAML value), e.g. stages.1.steps=20")
+    parser.add_argument("--store", metavar="URL", default=None,
+                        help="results store the run's metrics also go to, for `ptbench report` "
+                             "('none': not stored; default: $PTBENCH_STORE or "
+                             "ptbench-results/results.sqlite)")
     return parser
 
 
@@ -57,6 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if distributed.is_main():
             print(f"metrics: {path}")
+            if args.store != "none":
+                print(f"stored: {store_run(path, config, args.store)}")
     finally:
         distributed.shutdown()
     return 0
+
+
+def store_run(metrics, config, url: str | None) -> str:
+    """Add a finished run's metrics to the results store as a 'pipeline' run; where it went."""
+    from ptbench.reports.db import default_store_url
+    from ptbench.reports.recorder import Recorder
+
+    url = url or default_store_url()
+    recorder = Recorder(url, kind="pipeline", command=" ".join(["ptbench run", *sys.argv[1:]]))
+    recorder.add_pipeline_metrics(metrics, config)
+    return f"run {recorder.finish()} of {url}"

@@ -185,10 +185,21 @@ def test_old_probe_spelling_forwards(capsys):
 def test_run_end_to_end_on_a_config_shrunk_with_set(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PTBENCH_CACHE", str(tmp_path / "cache"))
     out_dir = tmp_path / "run"
-    code, out, err = exits(["run", str(SFT), "--out", str(out_dir), *SHRINK], capsys)
+    store = tmp_path / "store.sqlite"
+    code, out, err = exits(["run", str(SFT), "--out", str(out_dir), "--store", str(store), *SHRINK],
+                           capsys)
     assert code == 0, err
     metrics = out_dir / "metrics.jsonl"
     assert f"metrics: {metrics}" in out.splitlines()
+    assert f"stored: run 1 of {store}" in out.splitlines()
+    from ptbench.reports.db import ResultsStore
+
+    with ResultsStore.open(store) as s:
+        (run,) = s.runs()
+        assert run.info.kind == "pipeline" and "sft-arithmetic" in run.info.config_hashes
+        stored = s.measurements(run.id)
+    assert len(stored) == len(metrics.read_text().splitlines())
+    assert {(m.pipeline, m.task, m.backend) for m in stored} == {("sft-arithmetic", "arithmetic", "native")}
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert {r["pipeline"] for r in rows} == {"sft-arithmetic"}
     assert [r["step"] for r in rows if r["metric"] == "train/loss"] == [1, 2]
@@ -205,6 +216,7 @@ def test_run_in_process_leaves_a_process_group_it_did_not_create(tmp_path, monke
 
     init_deepspeed()
     monkeypatch.setenv("PTBENCH_CACHE", str(tmp_path / "cache"))
-    code, _, err = exits(["run", str(SFT), "--out", str(tmp_path / "run"), *SHRINK], capsys)
+    code, _, err = exits(["run", str(SFT), "--out", str(tmp_path / "run"), "--store", "none",
+                          *SHRINK], capsys)
     assert code == 0, err
     assert dist.is_initialized(), "ptbench run destroyed a process group it did not create"

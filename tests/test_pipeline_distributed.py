@@ -45,7 +45,7 @@ def torchrun(config: dict, out, cache) -> subprocess.CompletedProcess:
     env = {**os.environ, "PTBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "ptbench.cli", "run", str(path), "--out", str(out)],
+         "-m", "ptbench.cli", "run", str(path), "--out", str(out), "--store", "none"],
         env=env, capture_output=True, text=True, timeout=600)
 
 

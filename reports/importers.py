@@ -97,6 +97,30 @@ def _diagnosis(record: dict) -> str:
     return _first_line(text)
 
 
+def probe_measurement(record: dict, *, test_id: str = "", labels: dict | None = None
+                      ) -> Measurement | None:
+    """One probe result record (`AdapterConfig.probe_record`, the plugin's `probe` fixture, a
+    results file's) as a 'status' measurement 'probe'; None for an 'unsupported' record, which
+    measured nothing. Value 1.0 for pass and 0.0 otherwise; detail the first diagnosis (or the
+    error's exception line); labels loss_agg, objective, optimizer, world_size, plant (when
+    planted), then `labels`."""
+    status = record.get("status")
+    if status == "unsupported":
+        return None
+    if status not in PROBE_STATUSES or "framework" not in record:
+        raise ValueError(f"expected a framework and a status in "
+                         f"{PROBE_STATUSES + ('unsupported',)}, got {status!r}")
+    own = {k: record[k] for k in ("loss_agg", "objective", "optimizer", "world_size")
+           if record.get(k) is not None}
+    if record.get("plant"):
+        own["plant"] = record["plant"]
+    detail = _error_line(record.get("reason") or "") if status == "error" else _diagnosis(record)
+    return Measurement(
+        metric="probe", value=1.0 if status == "pass" else 0.0, kind="status", direction="higher",
+        test_id=test_id or record.get("test") or "", config=record["framework"],
+        seed=record.get("seed"), status=status, detail=detail, labels={**own, **(labels or {})})
+
+
 def measurements_from_probe_results(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
     """A probes results JSON as one run and a 'status' measurement 'probe' per record.
 
@@ -124,22 +148,14 @@ def measurements_from_probe_results(path: str | os.PathLike) -> tuple[RunInfo, l
     release = {k: subject[k] for k in ("package", "version") if k in subject}
     found, skipped = [], 0
     for i, r in enumerate(records):
-        status = r.get("status")
-        if status == "unsupported":
+        try:
+            m = probe_measurement(r, labels=release)
+        except ValueError as exc:
+            raise ValueError(f"{path}: record {i}: {exc}") from None
+        if m is None:
             skipped += 1
-            continue
-        if status not in PROBE_STATUSES or "framework" not in r:
-            raise ValueError(f"{path}: record {i}: expected a framework and a status in "
-                             f"{PROBE_STATUSES + ('unsupported',)}, got {status!r}")
-        labels = {k: r[k] for k in ("loss_agg", "objective", "optimizer", "world_size")
-                  if r.get(k) is not None}
-        if r.get("plant"):
-            labels["plant"] = r["plant"]
-        detail = _error_line(r.get("reason") or "") if status == "error" else _diagnosis(r)
-        found.append(Measurement(
-            metric="probe", value=1.0 if status == "pass" else 0.0, kind="status",
-            direction="higher", test_id=r.get("test") or "", config=r["framework"],
-            seed=r.get("seed"), status=status, detail=detail, labels={**labels, **release}))
+        else:
+            found.append(m)
     if doc.get("install_error"):
         found.append(Measurement(
             metric="matrix/install", value=0.0, kind="status", direction="higher",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ptbench.reports.db import ResultsStore
 from ptbench.reports.environment import run_info
-from ptbench.reports.importers import measurements_from_metrics
+from ptbench.reports.importers import measurements_from_metrics, probe_measurement
 from ptbench.reports.records import Measurement
 
 
@@ -21,27 +21,6 @@ def config_hash(config) -> str:
     """sha256 of a validated config dataclass's content (its canonical JSON)."""
     content = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     return hashlib.sha256(content.encode()).hexdigest()
-
-
-def probe_measurement(record: dict, test_id: str = "") -> Measurement | None:
-    """A probe result record (pass / fail / error; see `AdapterConfig.probe_record` and the
-    plugin's `probe` fixture) as a status measurement; None for an unsupported combination."""
-    status = record["status"]
-    if status == "unsupported":
-        return None
-    status = "fail" if status == "fail" else status
-    report = record.get("report") or {}
-    failing = [s["diagnosis"] for s in report.get("steps", []) if not s.get("passed", True)]
-    detail = failing[0].strip().splitlines()[0] if failing and failing[0].strip() else ""
-    if status == "error":
-        lines = [line for line in record.get("reason", "").strip().splitlines() if line.strip()]
-        detail = lines[-1] if lines else ""
-    return Measurement(
-        metric="probe", value=1.0 if status == "pass" else 0.0, kind="status", direction="higher",
-        status=status, test_id=test_id or record.get("test", ""), config=record["framework"],
-        seed=record.get("seed"), detail=detail,
-        labels={**{k: record[k] for k in ("loss_agg", "objective", "optimizer") if record.get(k)},
-                **({"tolerance": f"{report['tolerance']:.2g}"} if "tolerance" in report else {})})
 
 
 class Recorder:
@@ -71,7 +50,11 @@ class Recorder:
         self.seconds += time.perf_counter() - start
 
     def add_probe_record(self, record: dict, test_id: str = "") -> None:
-        m = probe_measurement(record, test_id)
+        """A probe result record (unsupported ones measured nothing and are not added), with
+        the tolerance it was judged at (descriptive: not part of the series)."""
+        report = record.get("report") or {}
+        tolerance = {"tolerance": f"{report['tolerance']:.2g}"} if "tolerance" in report else {}
+        m = probe_measurement(record, test_id=test_id, labels=tolerance)
         if m is not None:
             self.add([m])
 

@@ -25,7 +25,7 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the field (`stages[1].group_size`)."""
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
@@ -66,7 +66,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         except ValueError:
             pass
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {type_name(tp)}, got {value!r}")
     return value
 
 
@@ -86,7 +86,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], path)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{path}: required ({_type_name(hints[name])})")
+            raise ConfigError(f"{path}: required ({type_name(hints[name])})")
     try:
         obj = cls(**kwargs)
     except ConfigError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from ptbench.pipelines.config import ConfigError
+from ptbench.pipelines.config import ConfigError, type_name
 
 _MISSING = object()
 
@@ -63,11 +63,6 @@ def _kind(tp: Any) -> str:
     if tp is Any:
         return "any"
     return "scalar"
-
-
-def _type_name(tp: Any) -> str:
-    tp = _unwrap_optional(tp)
-    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
 def _item_type(tp: Any) -> Any:
@@ -114,7 +109,7 @@ def _apply(root: dict, override: str, schema: type) -> None:
                     else "dict" if isinstance(container, dict) else "scalar")
         got = "not set" if container is _MISSING else repr(container)
         if kind == "scalar":
-            raise fail(f"{where} is a scalar ({_type_name(tp)}), got {got}: it has no key "
+            raise fail(f"{where} is a scalar ({type_name(_unwrap_optional(tp))}), got {got}: it has no key "
                        f"{segment!r}")
         expected = list if kind == "list" else dict
         if not isinstance(container, expected):

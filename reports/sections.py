@@ -8,6 +8,7 @@ import pandas as pd
 
 from ptbench.reports import plots
 from ptbench.reports.render import Figure, Items, Section, Table, Text
+from ptbench.reports.verdicts import worst
 
 PROBE_METRIC = "probe"
 CURVES = (("eval/sampled_reward", "sampled reward"), ("eval/sft_ce", "SFT cross-entropy on held-out demos"),
@@ -16,9 +17,9 @@ KEY_METRICS = ("eval/id_accuracy", "eval/ood_accuracy", "eval/sampled_reward", "
 
 
 def worst_word(statuses) -> str:
-    """'error' if any errored, else 'FAIL' if any failed, else 'pass'."""
-    found = set(statuses)
-    return "error" if "error" in found else "FAIL" if "fail" in found else "pass"
+    """The worst status as a table shows it: 'error', 'FAIL' or 'pass'."""
+    found = worst(statuses)
+    return "FAIL" if found == "fail" else found
 
 
 def _label(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -42,7 +43,7 @@ def probe_matrix(frame: pd.DataFrame) -> Section:
         if failing.empty:
             cells.setdefault(config, {})[column] = "pass"
             continue
-        word = "error" if (failing["status"] == "error").any() else "FAIL"
+        word = worst_word(failing["status"])
         notes.append(f"[{len(notes) + 1}] {config}, {column}, {', '.join(sorted(set(failing['optimizer'])))}: "
                      f"{failing['detail'].iloc[0] or failing['status'].iloc[0]}")
         cells.setdefault(config, {})[column] = f"{word} [{len(notes)}]"

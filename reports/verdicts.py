@@ -76,8 +76,13 @@ def final_values(ms: list[Measurement]) -> list[float]:
     return [last[s].value for s in sorted(last, key=lambda s: (s is None, s))]
 
 
+def worst(statuses) -> str:
+    """The worst of some check statuses: 'error' over 'fail' over 'pass'."""
+    return min(statuses, key=_WORST_FIRST.index)
+
+
 def worst_status(ms: list[Measurement]) -> str:
-    return min((m.status for m in ms), key=_WORST_FIRST.index)
+    return worst(m.status for m in ms)
 
 
 def _mean(values: list[float]) -> float:

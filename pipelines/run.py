@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ptbench.fixtures.models.devices import default_device, default_dtype
+from ptbench.fixtures.models.tiny import cache_root
 from ptbench.fixtures.tasks import get_task
 from ptbench.pipelines import distributed
 from ptbench.pipelines.accounting import Counters
@@ -92,7 +93,7 @@ def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     distributed.init_from_env()
     check_launch(config, distributed.world_size())
-    cache = Path(cache or os.environ.get("PTBENCH_CACHE", Path.home() / ".cache" / "ptbench")) / "base"
+    cache = Path(cache or cache_root()) / "base"
     cache.mkdir(parents=True, exist_ok=True)
     with run_process_state(config.seed):
         ctx = start_context(config, cache)

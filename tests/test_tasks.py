@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -20,6 +22,7 @@ from ptbench.fixtures.tasks import (
     ArithmeticTask,
     ColaTask,
     Example,
+    GeneralPointsConfig,
     GeneralPointsTask,
     MathTask,
     Task,
@@ -31,13 +34,29 @@ from ptbench.fixtures.tasks.generalpoints import FACES, card_values, verify_expr
 from ptbench.fixtures.tasks.loading import is_local
 from ptbench.fixtures.tasks.math import last_boxed
 
-# Example counts per split small enough to keep the whole module fast.
-N = {"arithmetic": 60, "generalpoints": 30, "math": 4, "cola": 6}
+# Example counts per split small enough to keep the whole module fast (the row-pool fixtures
+# of math and cola are used whole: see _n).
+N = {"arithmetic": 60, "generalpoints": 30}
 
 
 @pytest.fixture(scope="module")
 def tasks() -> dict[str, Task]:
     return {name: get_task(name) for name in TASKS}
+
+
+def _n(task: Task, split: str, seed: int = 0) -> int:
+    """N for the generated tasks; every row of `split` for the row-pool fixtures."""
+    return N[task.name] if task.name in N else task.size(split, seed)
+
+
+def _whole(task: Task, split: str, seed: int, cap: int = 10**6) -> list[Example]:
+    """Every example of `split` for `seed` (at most `cap`)."""
+    if hasattr(task, "size"):
+        return task.examples(split, min(task.size(split, seed), cap), seed)
+    try:
+        return task.examples(split, cap, seed)
+    except ValueError as err:
+        return task.examples(split, int(re.search(r"only (\d+) exist", str(err)).group(1)), seed)
 
 
 def _corrupt(name: str, example: Example) -> str:
@@ -73,7 +92,7 @@ def test_registry_and_get_task_errors():
 def test_interface_and_unknown_split(tasks, name):
     task = tasks[name]
     assert isinstance(task, Task) and task.name == name
-    with pytest.raises(ValueError, match=r"split: expected one of \('train', 'id', 'ood'\), got 'test'"):
+    with pytest.raises(ValueError, match=re.escape(f"split: expected one of {SPLITS}, got 'test'")):
         task.examples("test", 1)
     with pytest.raises(ValueError, match="n: expected a non-negative int"):
         task.examples("train", -1)
@@ -83,8 +102,10 @@ def test_interface_and_unknown_split(tasks, name):
 def test_deterministic_for_a_seed(tasks, name):
     fresh = get_task(name)
     for split in SPLITS:
-        assert tasks[name].examples(split, N[name], seed=3) == fresh.examples(split, N[name], seed=3)
-    assert tasks[name].corpus(N[name], seed=3) == fresh.corpus(N[name], seed=3)
+        n = _n(fresh, split, seed=3)
+        assert tasks[name].examples(split, n, seed=3) == fresh.examples(split, n, seed=3)
+    n = _n(fresh, "train", seed=3)
+    assert tasks[name].corpus(n, seed=3) == fresh.corpus(n, seed=3)
 
 
 @pytest.mark.parametrize("name", ["arithmetic", "generalpoints"])
@@ -100,8 +121,8 @@ def test_seeds_differ_and_longer_requests_extend_shorter_ones(tasks, name):
 def test_train_and_id_are_disjoint(tasks, name):
     task = tasks[name]
     for seed in (0, 1):
-        n_train = {"arithmetic": 3000, "generalpoints": 1500}.get(name, N[name])
-        n_id = {"arithmetic": 500, "generalpoints": 200}.get(name, N[name])
+        n_train = {"arithmetic": 3000, "generalpoints": 1500}.get(name) or task.size("train", seed)
+        n_id = {"arithmetic": 500, "generalpoints": 200}.get(name) or task.size("id", seed)
         train = {e.prompt for e in task.examples("train", n_train, seed)}
         ids = task.examples("id", n_id, seed)
         assert len(train) == n_train and len({e.prompt for e in ids}) == n_id
@@ -112,8 +133,8 @@ def test_train_and_id_are_disjoint(tasks, name):
 def test_every_demonstration_earns_reward_and_corrupted_ones_do_not(tasks, name):
     task = tasks[name]
     for split in SPLITS:
-        examples = task.examples(split, N[name], seed=0)
-        assert len(examples) == N[name]
+        examples = task.examples(split, _n(task, split), seed=0)
+        assert len(examples) == _n(task, split) > 0
         for ex in examples:
             assert task.reward(ex, ex.demonstration) == 1.0, (split, ex)
             assert task.reward(ex, _corrupt(name, ex)) == 0.0, (split, ex)
@@ -123,7 +144,8 @@ def test_every_demonstration_earns_reward_and_corrupted_ones_do_not(tasks, name)
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_corpus_is_prompt_plus_demonstration_of_training_examples(tasks, name):
     task = tasks[name]
-    assert task.corpus(N[name]) == [e.prompt + e.demonstration for e in task.examples("train", N[name])]
+    n = _n(task, "train")
+    assert task.corpus(n) == [e.prompt + e.demonstration for e in task.examples("train", n)]
 
 
 def test_character_alphabets_are_small(tasks):
@@ -149,8 +171,8 @@ def test_permutation_is_a_lazy_uniform_shuffle():
 
 _EXAMPLES_IN_A_FRESH_PROCESS = """
 import json
-from ptbench.fixtures.tasks import get_task
-print(json.dumps({name: [[e.prompt, e.demonstration] for split in ("train", "id", "ood")
+from ptbench.fixtures.tasks import SPLITS, get_task
+print(json.dumps({name: [[e.prompt, e.demonstration] for split in SPLITS
                          for e in get_task(name).examples(split, 20, seed=3)]
                   for name in ("arithmetic", "generalpoints")}))
 """
@@ -168,6 +190,120 @@ def test_examples_do_not_depend_on_the_hash_seed(tasks):
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-4000:]
         assert json.loads(done.stdout) == here, f"PYTHONHASHSEED={hash_seed}"
+
+
+def _problem(name: str, example: Example) -> object:
+    """What makes two examples the same problem: the prompt, and for GeneralPoints also the card
+    values (a face-card prompt is another problem under the OOD values)."""
+    if name == "generalpoints":
+        return example.prompt, tuple(example.meta["values"])
+    return example.prompt
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_val_is_disjoint_from_train_id_and_ood_and_deterministic(tasks, name):
+    task = tasks[name]
+    for seed in (0, 1):
+        val = _whole(task, "val", seed)
+        assert len(val) >= 1 and len({e.prompt for e in val}) == len(val)
+        assert val == get_task(name).examples("val", len(val), seed), "deterministic for a seed"
+        train = {e.prompt for e in _whole(task, "train", seed)}
+        ids = {e.prompt for e in _whole(task, "id", seed)}
+        ood = {_problem(name, e) for e in _whole(task, "ood", seed, 20000)}
+        assert not {e.prompt for e in val} & (train | ids), "no val deal in train or id"
+        assert not {_problem(name, e) for e in val} & ood
+    assert _whole(task, "val", 0) != _whole(task, "val", 1)
+
+
+@pytest.mark.parametrize("name", ["generalpoints", "math", "cola"])
+def test_val_leaves_existing_draws_unchanged(tasks, name):
+    """"val" came after published figures: "train", "id" and "ood" draws must not move. These
+    digests are of the draws made before "val" existed (train at today's largest count)."""
+    def digest(examples):
+        rows = [[e.prompt, e.demonstration, e.answer] for e in examples]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+    expected = {
+        "generalpoints": {0: {"train": (20476, "e095de36a58a0962"), "id": (200, "90aa4c51fc65db8a"),
+                              "ood": (14057, "e720b1dc4ec469d5")},
+                          1: {"train": (2000, "3c8e9e35749bf648"), "id": (200, "05b4ef9078efae83"),
+                              "ood": (2000, "02d9457f11192bd1")}},
+        "math": {0: {"train": (3, "d815787e65a6f095"), "id": (4, "130b7c246364e868"),
+                     "ood": (6, "3ce3e772631f2408")},
+                 1: {"train": (3, "011ca0f3ee7e9cd1"), "id": (4, "4aba7fe9f5849515"),
+                     "ood": (6, "7ea1807860e1880a")}},
+        "cola": {0: {"train": (5, "c7a663da34579527"), "id": (6, "85ae967ac7bb46ca"),
+                     "ood": (8, "e76f4855ade5586a")},
+                 1: {"train": (5, "959aa54fc712f36d"), "id": (6, "245c1909bf760edd"),
+                     "ood": (8, "4a4c122512023606")}},
+    }[name]
+    for seed, splits in expected.items():
+        for split, (n, want) in splits.items():
+            assert digest(tasks[name].examples(split, n, seed)) == want, (seed, split)
+    if name == "generalpoints":  # "train" now ends where "val" begins
+        with pytest.raises(ValueError, match="asked for 20477 'train' hands, only 20476 exist"):
+            tasks[name].examples("train", 20477, seed=0)
+
+
+def test_generalpoints_val_is_the_tail_of_training_order_and_extends_with_val_size(tasks):
+    task = tasks["generalpoints"]
+    assert task.config.val_size == 200
+    assert len(task.examples("val", 200)) == 200
+    with pytest.raises(ValueError, match="asked for 201 'val' hands"):
+        task.examples("val", 201)
+    small = GeneralPointsTask(val_size=50)
+    assert small.examples("val", 50, seed=4) == task.examples("val", 50, seed=4)
+    assert len(small.examples("train", 20526, seed=4)) == 20526, "a smaller val leaves train more"
+    assert all(task.reward(e, e.demonstration) == 1.0 and e.meta["face_values"] == [10, 10, 10]
+               for e in task.examples("val", 200, seed=4))
+
+
+@pytest.mark.parametrize("options", [{"ood_face_only": False}, {"ood_face_values": (10, 12, 13)}])
+def test_generalpoints_val_skips_hands_that_are_ood_problems_too(options):
+    """With face-free OOD hands, or J worth 10 in both, an ID hand can be an OOD problem as it
+    stands (same cards, same values): "val" holds none of them."""
+    task = GeneralPointsTask(**options)
+    val = {_problem("generalpoints", e) for e in task.examples("val", 200, seed=1)}
+    ood = {_problem("generalpoints", e) for e in _whole(task, "ood", 1, 30000)}
+    assert not val & ood
+    assert {_problem("generalpoints", e) for e in task.examples("id", 200, seed=1)} & ood, \
+        "id may hold such hands (it is unchanged), so the check above has teeth"
+
+
+def test_generalpoints_multiset_val_shares_no_problem_with_id_up_to_card_order():
+    task = GeneralPointsTask(id_disjoint="multiset")
+    for seed in (0, 2):
+        val = {tuple(sorted(e.meta["values"])) for e in task.examples("val", 200, seed)}
+        assert not val & {tuple(sorted(e.meta["values"])) for e in task.examples("id", 200, seed)}
+
+
+@pytest.mark.parametrize("cls", [MathTask, ColaTask])
+def test_row_pool_val_size_carves_the_end_of_train_order(cls):
+    default, wider = cls(), cls(val_size=3)
+    for seed in (0, 5):
+        n_train = wider.size("train", seed)
+        assert (n_train, wider.size("val", seed)) == (default.size("train", seed) - 2, 3)
+        assert wider.examples("train", n_train, seed) == default.examples("train", n_train, seed), \
+            "the train order does not depend on val_size"
+        assert wider.examples("val", 1, seed) == default.examples("val", 1, seed), "val extends"
+        assert not {e.prompt for e in wider.examples("val", 3, seed)} & {
+            e.prompt for e in default.examples("train", n_train, seed)}
+    too_many = cls(val_size=default.size("train") + default.size("val"))
+    config = cls.__name__.removesuffix("Task") + "Config"
+    with pytest.raises(ValueError, match=rf"{config}.val_size: expected fewer than the \d+ training "
+                                         r"rows \(train keeps at least one\)"):
+        too_many.examples("train", 1)
+
+
+def test_row_pool_val_defaults_to_200_rows_of_a_large_training_source(tmp_path):
+    rows = [{"sentence": f"Sentence number {i} is fine.", "label": i % 2} for i in range(40)]
+    train = [{"sentence": f"Training sentence {i}.", "label": i % 2} for i in range(1000)]
+    task = ColaTask(source=_write_jsonl(tmp_path / "cola.jsonl", rows),
+                    train_source=_write_jsonl(tmp_path / "train.jsonl", train))
+    assert {s: task.size(s) for s in SPLITS} == {"train": 800, "val": 200, "id": 40, "ood": 0}
+    val = {e.prompt for e in task.examples("val", 200, seed=1)}
+    others = task.examples("train", 800, seed=1) + task.examples("id", 40, seed=1)
+    assert not val & {e.prompt for e in others}
 
 
 # --- arithmetic -----------------------------------------------------------------------------
@@ -206,11 +342,11 @@ def test_arithmetic_ood_has_longer_operands_and_subtraction_is_non_negative(task
 
 
 def test_arithmetic_splits_cover_the_problem_space_without_overlap():
-    task = ArithmeticTask(id_size=100)
-    train, ids = task.examples("train", 8000), task.examples("id", 100)
-    assert len({e.prompt for e in train + ids}) == 8100, "every 2-digit sum, each once"
-    with pytest.raises(ValueError, match="asked for 8001 'train' problems, only 8000 exist"):
-        task.examples("train", 8001)
+    task = ArithmeticTask(id_size=100, val_size=200)
+    train, ids, val = task.examples("train", 7800), task.examples("id", 100), task.examples("val", 200)
+    assert len({e.prompt for e in train + ids + val}) == 8100, "every 2-digit sum, each once"
+    with pytest.raises(ValueError, match="asked for 7801 'train' problems, only 7800 exist"):
+        task.examples("train", 7801)
     with pytest.raises(ValueError, match="asked for 101 'id' problems, only 100 exist"):
         task.examples("id", 101)
 
@@ -351,6 +487,10 @@ def test_generalpoints_config_is_validated():
         GeneralPointsTask(id_disjoint="deal")
     with pytest.raises(ValueError, match="asked for 201 'id' hands"):
         GeneralPointsTask().examples("id", 201)
+    for bad in (0, 2001, True, 20.0):
+        with pytest.raises(ValueError, match="GeneralPointsConfig.val_size: expected an int in"):
+            GeneralPointsTask(val_size=bad)
+    assert GeneralPointsConfig(val_size=7).val_size == 7
 
 
 # --- math -----------------------------------------------------------------------------------
@@ -392,9 +532,10 @@ def test_math_reward_works_in_worker_threads():
 def test_math_fixture_splits_by_subject_and_prompt_is_qwen_math_chatml():
     task = MathTask()
     sizes = {s: task.size(s) for s in SPLITS}
-    assert sizes == {"train": 4, "id": 4, "ood": 6}
+    assert sizes == {"train": 3, "val": 1, "id": 4, "ood": 6}
     id_subjects = {"Prealgebra", "Algebra"}
-    assert all(e.meta["subject"] in id_subjects for s in ("train", "id") for e in task.examples(s, 4))
+    assert all(e.meta["subject"] in id_subjects for s in ("train", "val", "id")
+               for e in task.examples(s, sizes[s]))
     assert not id_subjects & {e.meta["subject"] for e in task.examples("ood", 6)}
     ex = task.examples("ood", 1)[0]
     problem = ex.prompt.split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
@@ -437,7 +578,8 @@ def test_math_loads_a_local_file_and_reports_missing_ones(tmp_path):
     train = _write_jsonl(tmp_path / "train.jsonl", rows[:2] + [
         {"problem": "What is $70+70$?", "solution": "$\\boxed{140}$", "answer": "140"}])
     task = MathTask(source=source, train_source=train)
-    assert {s: task.size(s) for s in SPLITS} == {"train": 1, "id": 5, "ood": 5}, "overlap removed"
+    assert {s: task.size(s) for s in SPLITS} == {"train": 1, "val": 0, "id": 5, "ood": 5}, \
+        "overlap removed; one training row is too few to spare one for val"
     assert task.reward(task.examples("train", 1)[0], "\\boxed{140}") == 1.0
     with pytest.raises(FileNotFoundError, match="data file not found: .*nope.jsonl"):
         MathTask(source=str(tmp_path / "nope.jsonl")).examples("id", 1)
@@ -452,6 +594,8 @@ def test_math_loads_a_local_file_and_reports_missing_ones(tmp_path):
 @pytest.mark.parametrize(("options", "field"), [
     ({"id_fraction": 1.0}, "id_fraction"), ({"id_subjects": ()}, "id_subjects"),
     ({"ood_subjects": ("Algebra",)}, "ood_subjects"), ({"source": ""}, "source"),
+    ({"val_size": 0}, "val_size"), ({"val_size": 2.0}, "val_size"),
+    ({"val_size": True}, "val_size"),
 ])
 def test_math_config_is_validated(options, field):
     with pytest.raises(ValueError, match=f"MathConfig.{field}: expected"):
@@ -463,13 +607,14 @@ def test_math_config_is_validated(options, field):
 
 def test_cola_fixture_format_and_domains(tasks):
     task = tasks["cola"]
-    assert {s: task.size(s) for s in SPLITS} == {"train": 6, "id": 6, "ood": 8}
+    assert {s: task.size(s) for s in SPLITS} == {"train": 5, "val": 1, "id": 6, "ood": 8}
     ex = task.examples("ood", 8)
     assert all(e.meta["domain"] == "out" for e in ex)
     assert {e.answer for e in ex} == {"yes", "no"}
     assert ex[0].prompt.startswith("Sentence: ") and ex[0].prompt.endswith("\nGrammatical:")
     assert ex[0].demonstration == f" {ex[0].answer}."
-    assert all(e.meta["domain"] == "in" for s in ("train", "id") for e in task.examples(s, 6))
+    assert all(e.meta["domain"] == "in" for s in ("train", "val", "id")
+               for e in task.examples(s, task.size(s)))
 
 
 def test_cola_reward_reads_the_first_word():
@@ -484,13 +629,15 @@ def test_cola_reward_reads_the_first_word():
 def test_cola_loads_jsonl_without_domain_and_rejects_bad_labels(tmp_path):
     rows = [{"sentence": f"Sentence number {i} is fine.", "label": i % 2} for i in range(6)]
     task = ColaTask(source=_write_jsonl(tmp_path / "cola.jsonl", rows))
-    assert {s: task.size(s) for s in SPLITS} == {"train": 3, "id": 3, "ood": 0}
+    assert {s: task.size(s) for s in SPLITS} == {"train": 2, "val": 1, "id": 3, "ood": 0}
     assert task.examples("ood", 0) == []
     with pytest.raises(ValueError, match="asked for 1 'ood' sentences, only 0 exist"):
         task.examples("ood", 1)
     bad = _write_jsonl(tmp_path / "bad.jsonl", [{"sentence": "x", "label": 2}])
     with pytest.raises(ValueError, match="row 0: label: expected 0 or 1, got 2"):
         ColaTask(source=bad).examples("id", 1)
+    with pytest.raises(ValueError, match="ColaConfig.val_size: expected None or a positive int"):
+        ColaTask(val_size=-1)
 
 
 def test_examples_are_frozen():

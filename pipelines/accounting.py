@@ -26,6 +26,8 @@ class Counters:
     ledger: FlopsLedger = field(default_factory=FlopsLedger)
     tokens: int = 0
     """Training tokens (attended positions of trained micro-batches)."""
+    last_step_flops: int = 0
+    """What the last `global_step()` block spent, over all ranks."""
 
     def add_train(self, micro_batches: list[dict]) -> None:
         for mb in micro_batches:
@@ -57,3 +59,4 @@ class Counters:
         self.ledger = FlopsLedger(**{n: getattr(ledger, n) + int(d)
                                      for n, d in zip(names, delta[:-1], strict=True)})
         self.tokens = tokens + int(delta[-1])
+        self.last_step_flops = self.ledger.total - ledger.total

@@ -49,7 +49,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        (_, value_tp) = typing.get_args(tp) or (Any, Any)
+        return {k: _coerce(v, value_tp, f"{where}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -159,7 +160,7 @@ class StageConfig:
     budget_steps: int | None = None
     """Truncated RL: stop after this many steps (<= steps)."""
     budget_flops: float | None = None
-    """Truncated RL: stop once the stage's FLOPs reach this."""
+    """Stop this stage once the run's FLOPs (every stage so far, see `flops`) reach this."""
     num_iterations: int = 1
     """RL: passes over each rollout batch (PPO epochs, TRL's `num_iterations`). From the second
     update on, the ratio to the sampling policy differs from 1 and clipping acts."""
@@ -228,6 +229,24 @@ class EvalConfig:
     n_reward: int = 64
     """Prompts whose sampled reward is tracked (during SFT too)."""
     max_new_tokens: int | None = None
+    n_val: int = 0
+    """Validation problems whose greedy accuracy is tracked (`eval/val_accuracy`), for choosing
+    hyperparameters; 0: not measured."""
+    at_flops: list[float] = field(default_factory=list)
+    """Also evaluate at the first step at or past each of these run FLOPs totals (the budget
+    points of an equal-compute comparison)."""
+    at_steps: list[int] = field(default_factory=list)
+    """Also evaluate after each of these optimizer steps, counted over all stages (the budget
+    points of a comparison in steps)."""
+
+    def __post_init__(self) -> None:
+        require(self.every >= 1, "every", "an integer >= 1", self.every)
+        for name in ("n_id", "n_ood", "n_demos", "n_reward", "n_val"):
+            require(getattr(self, name) >= 0, name, "an integer >= 0", getattr(self, name))
+        require(all(x > 0 for x in self.at_flops) and list(self.at_flops) == sorted(self.at_flops),
+                "at_flops", "increasing FLOPs totals > 0", self.at_flops)
+        require(all(x > 0 for x in self.at_steps) and list(self.at_steps) == sorted(self.at_steps),
+                "at_steps", "increasing step counts > 0", self.at_steps)
 
 
 @dataclass(frozen=True)
@@ -302,18 +321,30 @@ class PipelineConfig:
         backend.check(self)
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:
-    """Read a YAML or JSON pipeline config, apply `--set key.path=value` overrides, validate."""
+def read_mapping(path: str | Path, what: str = "config") -> Any:
+    """The YAML or JSON content of `path` (a ConfigError naming `what` when it is missing)."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"config: no such file {path}")
+        raise ConfigError(f"{what}: no such file {path}")
     text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+
+
+def load_file(cls: type, path: str | Path, overrides: Sequence[str] = (), what: str = "config"
+              ) -> Any:
+    """Dataclass `cls` from a YAML or JSON file, `--set key.path=value` overrides applied,
+    validated; errors name the file and the field."""
+    data = read_mapping(path, what)
     if overrides:
         from ptbench.pipelines.overrides import apply_overrides
 
-        data = apply_overrides(data, overrides, PipelineConfig)
+        data = apply_overrides(data, overrides, cls)
     try:
-        return from_dict(PipelineConfig, data, "config")
+        return from_dict(cls, data, what)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Read a YAML or JSON pipeline config, apply `--set key.path=value` overrides, validate."""
+    return load_file(PipelineConfig, path, overrides)

@@ -66,6 +66,8 @@ class HeldOut:
 
     id: list
     ood: list
+    val: list
+    """Validation problems (choosing hyperparameters); empty unless `EvalConfig.n_val`."""
     reward: list
     """Prompts whose sampled reward is tracked (during SFT too)."""
     demos: dict
@@ -76,6 +78,7 @@ class HeldOut:
         demos = task.examples("id", config.n_demos, seed=seed + 2)
         return cls(id=task.examples("id", config.n_id, seed=seed),
                    ood=task.examples("ood", config.n_ood, seed=seed),
+                   val=task.examples("val", config.n_val, seed=seed) if config.n_val else [],
                    reward=task.examples("id", config.n_reward, seed=seed + 1),
                    demos=demonstration_batch(tokenizer, [d.prompt for d in demos],
                                              [d.demonstration for d in demos]))
@@ -102,7 +105,9 @@ def evaluate(ctx, held_out: HeldOut, base: Anchor, stage_start: Anchor) -> dict[
     """Every eval-point measurement, ID and OOD, and the non-decoupling signals."""
     max_new = ctx.config.eval.max_new_tokens or max(s.max_new_tokens for s in ctx.config.stages)
     m, tok, task = ctx.model, ctx.tokenizer, ctx.task
-    return {
+    val = {"eval/val_accuracy": greedy_accuracy(m, tok, task, held_out.val, max_new)
+           } if held_out.val else {}
+    return {**val,
         "eval/id_accuracy": greedy_accuracy(m, tok, task, held_out.id, max_new),
         "eval/ood_accuracy": greedy_accuracy(m, tok, task, held_out.ood, max_new),
         "eval/sampled_reward": sampled_reward(m, tok, task, held_out.reward, max_new, temperature=1.0),

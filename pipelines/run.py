@@ -83,6 +83,11 @@ def start_context(config: PipelineConfig, cache: Path) -> RunContext:
                       Counters(ModelShape.from_config(model.config), tokenizer), bf16=bf16)
 
 
+def crossed(points: list[float], before: float, after: float) -> bool:
+    """Whether a step that took the run's FLOPs from `before` to `after` reached a point."""
+    return any(before < p <= after for p in points)
+
+
 def run_pipeline(config: PipelineConfig, out: str | os.PathLike, *, resume: bool = False,
                  stop_after: int | None = None, cache: str | os.PathLike | None = None) -> Path:
     """Run `config`; write metrics and checkpoints under `out`. Returns the metrics file.
@@ -160,9 +165,12 @@ def _run(ctx: RunContext, out: Path, resume: bool, stop_after: int | None) -> Pa
             with ctx.counters.global_step(), ctx.precision():
                 metrics = reduce_step_metrics(stage.step(ctx, step))
             state = RunnerState(index, step, state.global_step + 1)
-            over_budget = sc.budget_flops is not None and ctx.counters.ledger.total >= sc.budget_flops
+            total = ctx.counters.ledger.total
+            over_budget = sc.budget_flops is not None and total >= sc.budget_flops
             ends = over_budget or step == last
-            log(state, metrics, evaluated=step % config.eval.every == 0 or ends)
+            at_point = (crossed(config.eval.at_flops, total - ctx.counters.last_step_flops, total)
+                        or state.global_step in config.eval.at_steps)
+            log(state, metrics, evaluated=step % config.eval.every == 0 or ends or at_point)
             if ends:
                 save_checkpoint(out, ctx, RunnerState(index + 1, 0, state.global_step))
             elif config.checkpoint_every and step % config.checkpoint_every == 0:

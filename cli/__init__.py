@@ -3,6 +3,8 @@
     ptbench run CONFIG --out DIR [--resume] [--set key.path=value ...]
     ptbench probe [--list] [--adapter NAME ...] [--seeds N] [--out FILE]
     ptbench matrix run PACKAGE==VERSION ... | ptbench matrix table
+    ptbench report [--store URL] [--out DIR]
+    ptbench compare COMPARISON --out DIR [--dry-run]
     torchrun --standalone --nproc-per-node 2 -m ptbench.cli run CONFIG --out DIR
 
 `ptbench SUBCOMMAND --help` describes each subcommand.
@@ -47,6 +49,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
     Subcommand("probe", "ptbench.fixtures.probes.cli"),
     Subcommand("matrix", "ptbench.fixtures.probes.matrix"),
     Subcommand("report", "ptbench.reports.cli"),
+    Subcommand("compare", "ptbench.comparison.cli"),
 )}
 
 

@@ -1,6 +1,7 @@
 """Build the nightly report of a run: verdict first, then what changed by severity, the probe
 matrix, training curves, accuracy vs FLOPs, history, the version matrix, and the sections that
-later work fills (pipeline comparison, paper reproduction), each saying why when empty.
+later work fills (paper reproduction), the pipeline comparison when the run holds one, each
+saying why when empty.
 
     build_report(store, out_dir) -> BuiltReport(html, markdown, comparison)
 """
@@ -17,6 +18,7 @@ import yaml
 
 from ptbench.fixtures.atomic import write_text_atomic
 from ptbench.reports import sections, stats
+from ptbench.reports.comparisons import comparison_section
 from ptbench.reports.db import ResultsStore
 from ptbench.reports.render import Items, Report, Section, Table, Text, to_html, to_markdown
 from ptbench.reports.verdicts import RunComparison, compare_runs
@@ -91,12 +93,6 @@ def version_matrix_section(store: ResultsStore) -> Section:
     return section
 
 
-def comparison_section() -> Section:
-    return Section("comparison", "Pipeline comparison",
-                   empty="no pipeline comparison in this run: the equal-compute comparison of "
-                         "pipelines (ptbench compare) has not been built yet")
-
-
 def reproduction_section() -> Section:
     """Published numbers of the papers, with this run's column (tiny runs are not a reproduction)."""
     published = yaml.safe_load(resources.files("ptbench.reports").joinpath("data/published.yaml")
@@ -127,7 +123,7 @@ def build_report(store: ResultsStore, out_dir: str | Path, *, run_id: int | None
                   sections.probe_matrix(current), sections.training_curves(current),
                   sections.accuracy_vs_flops(current),
                   sections.history(past, result.current.id), version_matrix_section(store),
-                  comparison_section(), reproduction_section()])
+                  comparison_section(current), reproduction_section()])
     out = Path(out_dir)
     html = write_text_atomic(out / "report.html", to_html(report))
     markdown = write_text_atomic(out / "report.md", to_markdown(report))

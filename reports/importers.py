@@ -12,6 +12,7 @@ reads `RunInfo` and `Measurement` from the store.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -170,6 +171,19 @@ def measurements_from_probe_results(path: str | os.PathLike) -> tuple[RunInfo, l
     return info, found
 
 
+def comparison_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
+    """A `ptbench compare` summary (comparison.json) as a 'comparison' run."""
+    from ptbench.reports.comparisons import measurements_from_comparison
+
+    summary = json.loads(path.read_text())
+    started = summary.get("started") or datetime.fromtimestamp(
+        path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    info = RunInfo(kind="comparison", started=started,
+                   labels={"source": str(path), "source_sha256": _sha256(path),
+                           "comparison": summary.get("name", "")})
+    return info, measurements_from_comparison(summary)
+
+
 def read_path(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
     """The run in a metrics.jsonl, a probes results JSON, or a run folder's metrics.jsonl."""
     path = Path(path)
@@ -181,6 +195,8 @@ def read_path(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix == ".jsonl":
         return measurements_from_metrics(path)
+    if path.suffix == ".json" and path.name == "comparison.json":
+        return comparison_run(path)
     if path.suffix == ".json":
         return measurements_from_probe_results(path)
     raise ValueError(f"{path}: cannot import it: expected a metrics.jsonl, a probes results "

@@ -48,6 +48,7 @@ __all__ = [
     "compare_timing",
     "hedges_g",
     "mean_and_variance",
+    "mean_interval",
     "median_and_mad",
     "paired_claim",
     "premise_not_met",
@@ -852,6 +853,22 @@ def compare_status(baseline: str | None, current: str | None, *, name: str = "")
 # --------------------------------------------------------------------------------------------
 # Claims
 # --------------------------------------------------------------------------------------------
+
+
+def mean_interval(values: Sequence[float], *, confidence: float = 0.95
+                  ) -> tuple[float, float | None, float | None]:
+    """(mean, low, high): the t confidence interval of the mean of `values` (seeds); one value
+    has no interval (None, None), zero spread gives [mean, mean]."""
+    xs = _values("values", values)
+    confidence = _probability("confidence", confidence)
+    if not xs:
+        raise ValueError("values: expected at least one value, got none")
+    if len(xs) < 2:
+        return xs[0], None, None
+    mean, var = mean_and_variance(xs)
+    half = 0.0 if var == 0 else _t_quantile((1 + confidence) / 2, len(xs) - 1) * math.sqrt(
+        var / len(xs))
+    return mean, mean - half, mean + half
 
 
 def paired_claim(differences: Sequence[float], delta: float, *, confidence: float = 0.95,

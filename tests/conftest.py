@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+# The tests never reach the model hub (tiny models and shipped data only): say so, so that a
+# lookup that falls back offline (the paper comparisons' shapes) fails at once, not after retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 PG_USER = "ptbench-pg"
 """The unprivileged OS user (and database superuser) the test server runs as when we are root:
 PostgreSQL refuses to run as root."""

@@ -1,4 +1,5 @@
-"""Every shipped config validates (tiny ones run in the slow benchmark; paper ones only on GPUs)."""
+"""Every shipped pipeline config validates (tiny ones run in the slow benchmark; paper ones only
+on GPUs). Comparison files: tests/test_comparison.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from ptbench.pipelines.run import run_pipeline
 from ptbench.pipelines.schedule import lr_factor
 from ptbench.pipelines.tracking import Tracker
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
+CONFIGS = sorted(p for folder in ("tiny", "paper")
+                 for p in (Path(__file__).resolve().parents[1] / "configs" / folder).glob("*.yaml"))
 PIPELINES = ("sft", "rl", "sft_then_rl", "rl_then_sft", "truncated_sft_then_rl",
              "mixed_policy_luffy", "mixed_policy_srft")
 

@@ -1,6 +1,7 @@
 """The package's layers, checked on every import statement of its code.
 
     cli, fixtures.plugin               the commands and the pytest plugin (top)
+    comparison                         pipelines compared (runs pipelines, plants bugs, judges)
     fixtures.probes.adapters           real frameworks (and ptbench's backends) under the probe
     reports                            results store and reports
     pipelines                          configs, losses, backends, stages, the runner
@@ -21,12 +22,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"ptbench.pipelines": "pipelines", "ptbench.fixtures": "fixtures",
-           "ptbench.reports": "reports", "ptbench.cli": "cli"}
+           "ptbench.reports": "reports", "ptbench.cli": "cli", "ptbench.comparison": "comparison"}
 BOTTOM = ("ptbench.fixtures.models", "ptbench.fixtures.tasks", "ptbench.fixtures.atomic",
           "ptbench.fixtures.cli_help")
 PROBE_CORE = tuple(f"ptbench.fixtures.probes.{m}" for m in
                    ("reference", "equivalence", "diagnose", "report", "spec", "data"))
-ADAPTERS_AND_UP = ("ptbench.fixtures.probes", "ptbench.fixtures.plugin", "ptbench.cli")
+ADAPTERS_AND_UP = ("ptbench.fixtures.probes", "ptbench.fixtures.plugin", "ptbench.cli",
+                   "ptbench.comparison")
 FORBIDDEN = [
     # (modules under this prefix, may not import these prefixes)
     (BOTTOM, ("ptbench.pipelines", "ptbench.reports", *ADAPTERS_AND_UP)),
@@ -34,8 +36,11 @@ FORBIDDEN = [
                   "ptbench.fixtures.probes.plant", "ptbench.fixtures.plugin", "ptbench.cli")),
     (("ptbench.pipelines",), ADAPTERS_AND_UP),
     (("ptbench.reports",), ("ptbench.fixtures.probes.adapters", "ptbench.fixtures.plugin",
-                            "ptbench.cli")),
-    (("ptbench.fixtures.probes", "ptbench.fixtures.plugin"), ("ptbench.cli",)),
+                            "ptbench.cli", "ptbench.comparison")),
+    (("ptbench.comparison",), ("ptbench.fixtures.plugin", "ptbench.cli",
+                               "ptbench.fixtures.probes.adapters")),
+    (("ptbench.fixtures.probes",), ("ptbench.cli", "ptbench.comparison")),
+    (("ptbench.fixtures.plugin",), ("ptbench.cli",)),
 ]
 
 

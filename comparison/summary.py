@@ -1,0 +1,60 @@
+"""The comparison's summary in Markdown: tuned settings, accuracy against compute with CIs,
+which methods learn, each claim's verdict, and how each bug moves the gaps."""
+
+from __future__ import annotations
+
+
+def _ci(p: dict) -> str:
+    if p["low"] is None:
+        return f"{p['mean']:.3f}"
+    return f"{p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"
+
+
+def curve_table(curves: dict, metric: str, unit: str) -> list[str]:
+    budgets = sorted({p["budget"] for c in curves.values() for p in c[metric]})
+    head = "| pipeline | " + " | ".join("start" if b == 0 else f"{b:.3g}" for b in budgets) + " |"
+    lines = [head, "|" + "---|" * (len(budgets) + 1)]
+    for name, c in curves.items():
+        at = {p["budget"]: p for p in c[metric]}
+        lines.append(f"| {name} | " + " | ".join(_ci(at[b]) if b in at else "-" for b in budgets)
+                     + " |")
+    return [f"{metric.replace('_', ' ')} (mean [95% CI] over seeds) at each budget ({unit}):",
+            "", *lines, ""]
+
+
+def markdown(summary: dict) -> str:
+    unit = summary["budget"]["unit"]
+    out = [f"# Comparison {summary['name']}", "",
+           f"Seeds {summary['seeds']}; budget points ({unit}) {summary['budget']['points']}; "
+           f"search: {summary['search']['trials']} trial(s) per method on seed "
+           f"{summary['search']['seed']}, chosen on {summary['search']['metric']}.", ""]
+    if summary.get("handicap"):
+        out += [f"**Handicapped on purpose**: {summary['handicap']}", ""]
+    out += ["## Tuned settings", "", "| pipeline | chosen | trials (setting: score) |",
+            "|---|---|---|"]
+    for name, c in summary["chosen"].items():
+        metric = summary["search"]["metric"]
+        trials = "; ".join(f"{t['point'] or 'as configured'}: {t[metric]:.3f}" for t in c["trials"])
+        out.append(f"| {name} | {c['point'] or 'as configured'} | {trials} |")
+    out += ["", "## Accuracy against compute", ""]
+    for metric in ("id_accuracy", "ood_accuracy"):
+        out += curve_table(summary["curves"], metric, unit)
+    out += ["## Which methods learn", ""]
+    out += [f"- {v['explain']}" for v in summary["learning"].values()]
+    out += ["", "## Claims", ""]
+    out += [f"- {c['explain']}" for c in summary["claims"]]
+    for bug in summary.get("bugs", []):
+        out += ["", f"## With {bug['name']} switched on ({bug['plant']}, SFT micro-batches of "
+                    f"{bug['micro_batch_size']}) for {', '.join(bug['pipelines'])}", ""]
+        for metric in ("id_accuracy", "ood_accuracy"):
+            out += curve_table(bug["curves"], metric, unit)
+        out += ["| claim | clean | bug on | mean a - b clean | bug on | ranking flips |",
+                "|---|---|---|---|---|---|"]
+        for r in bug["ranking"]:
+            out.append(f"| {r['claim']} | {r['clean']} | {r['bug_on']} | {_num(r['clean_mean'])} "
+                       f"| {_num(r['bug_on_mean'])} | {'yes' if r['flipped'] else 'no'} |")
+    return "\n".join(out) + "\n"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.3f}"

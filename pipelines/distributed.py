@@ -12,7 +12,10 @@ Gloo on CPU, NCCL on CUDA (one device per rank, `LOCAL_RANK`).
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
+import types
 from typing import TypeVar
 
 import torch
@@ -42,12 +45,44 @@ def init_from_env() -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group `init_from_env` joined; a group someone else created (DeepSpeed's
-    in this process, a caller's) is theirs to end."""
+    """Leave the process group `init_from_env` joined, and end its gloo worker threads before
+    the interpreter finalizes; a group someone else created (DeepSpeed's in this process, a
+    caller's) is theirs to end."""
     global _joined
     if _joined and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        # A gloo worker thread frees a finished collective's tensors after the caller has
+        # resumed, taking the GIL when such a tensor's Python object is gone. If the interpreter
+        # is finalizing by then, that thread is ended by pthread_exit inside a noexcept C++
+        # destructor: SIGABRT, "terminate called without an active exception", at the exit of
+        # a rank that finished its work. Gloo has no shutdown: its threads are joined only when
+        # the last reference to the group goes, so destroy_process_group() alone leaves them
+        # running into finalization whenever something else still holds a group: DeepSpeed's
+        # group registry, and default arguments evaluated at import (`group=GroupMember.WORLD`
+        # in DeepSpeed's TorchBackend and torch.distributed.nn) of a module imported after the
+        # group was joined (DeepSpeed is: under DeepSpeed, TRL, and transformers on rank 0).
+        world = dist.GroupMember.WORLD
+        comm = sys.modules.get("deepspeed.comm")
+        if comm is not None and comm.is_initialized():
+            comm.destroy_process_group()  # torch's destroy, then DeepSpeed's own references
+        else:
+            dist.destroy_process_group()
+        _drop_from_default_arguments(world)
+        del world
+        gc.collect()  # the last references may sit in cycles (engines, trainers)
     _joined = False
+
+
+def _drop_from_default_arguments(group) -> None:
+    """Replace the (destroyed) `group` where functions hold it as a default argument by None,
+    which torch.distributed and DeepSpeed read as the default group."""
+    for function in gc.get_objects():
+        if not isinstance(function, types.FunctionType):
+            continue
+        defaults, kwdefaults = function.__defaults__, function.__kwdefaults__
+        if defaults and any(d is group for d in defaults):
+            function.__defaults__ = tuple(None if d is group else d for d in defaults)
+        if kwdefaults and any(d is group for d in kwdefaults.values()):
+            function.__kwdefaults__ = {k: None if d is group else d for k, d in kwdefaults.items()}
 
 
 def world_size() -> int:

@@ -9,6 +9,8 @@ accelerate from `TrainingArguments(deepspeed=...)`, over a whole stage in one `t
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -72,6 +74,57 @@ def test_zero_stage_at_world_size_2_matches_the_plain_step(plain_ws2, tmp_path, 
                     cache)
     assert done.returncode == 0, done.stderr[-4000:]
     assert_same_weights(final_weights(tmp_path / zero), weights)
+
+
+ENDING_RANK = """
+import glob, os, sys
+import torch
+from ptbench.pipelines import distributed
+from ptbench.pipelines.backends import deepspeed as ds
+
+def gloo_threads():
+    names = []
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/comm"):
+        try:
+            names.append(open(path).read().strip())
+        except OSError:  # a thread that just ended
+            pass
+    return names.count("pt_gloo_runloop")
+
+def train():  # a stage: its engine is gone when the run ends
+    model = torch.nn.Linear(4, 4)
+    engine = ds.wrap(model, torch.optim.AdamW(model.parameters()), ds.engine_config(2))
+    engine.destroy()
+
+distributed.init_from_env()
+train()
+distributed.sum_over_ranks([1.0])
+before = gloo_threads()
+distributed.shutdown()
+print("gloo threads", before, gloo_threads(), file=sys.stderr)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_shutdown_under_deepspeed_ends_the_gloo_threads(tmp_path):
+    """DeepSpeed, imported after torchrun's group is joined, holds that group (and its own
+    world group); gloo's worker threads end only with the last reference. Left running into
+    interpreter finalization, one that frees a collective's tensors there aborts the rank at
+    exit ("terminate called without an active exception"), intermittently. Deterministic
+    here: after `shutdown()` no gloo worker thread is left."""
+    script = tmp_path / "ending_rank.py"
+    script.write_text(ENDING_RANK)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    counts = [line.split()[2:] for line in done.stderr.splitlines()
+              if line.startswith("gloo threads")]
+    assert len(counts) == 2, done.stderr[-4000:]
+    for before, after in counts:
+        assert int(before) > 0, "no thread named pt_gloo_runloop: has torch renamed them?"
+        assert int(after) == 0, f"{after} gloo worker thread(s) outlived shutdown()"
 
 
 def test_dropped_micro_batch_under_the_engine_is_caught(plain, tmp_path, monkeypatch):

@@ -19,12 +19,16 @@ class JudgedClaim:
     seeds: list[int]
     detail: str
     """Where each side was measured (budget points, FLOPs)."""
+    bug: str = ""
+    """The bug switched on ('' for the clean comparison, the one `expect` is about)."""
 
     @property
     def as_expected(self) -> bool:
         return str(self.result.verdict) == self.claim.expect
 
     def explain(self) -> str:
+        if self.bug:
+            return f"{self.result.explain()} [{self.detail}]"
         expected = "as expected" if self.as_expected else f"CHANGED: expected {self.claim.expect}"
         return f"{self.result.explain()} [{self.detail}] ({expected})"
 
@@ -43,14 +47,14 @@ def _side(cfg: ComparisonConfig, claim: Claim, side: str, results: dict[int, Tri
 
 
 def judge(cfg: ComparisonConfig, claim: Claim, a: dict[int, TrialResult],
-          b: dict[int, TrialResult], *, label: str = "") -> JudgedClaim:
+          b: dict[int, TrialResult], *, bug: str = "") -> JudgedClaim:
     """Judge `claim` from the per-seed results of its two pipelines (`a` and `b`: seed -> result),
-    on the seeds both have."""
+    on the seeds both have; `bug` names the bug switched on, if any."""
     seeds = sorted(set(a) & set(b))
     va, where_a = _side(cfg, claim, "a", a, seeds)
     vb, where_b = _side(cfg, claim, "b", b, seeds)
     scale = claim.fraction if claim.kind == "fraction_of_gain" else 1.0
     differences = [x - scale * y for x, y in zip(va, vb, strict=True)]
-    name = claim.name + (f" ({label})" if label else "")
+    name = claim.name + (f" (with {bug})" if bug else "")
     result = paired_claim(differences, claim.delta, name=name)
-    return JudgedClaim(claim, result, differences, seeds, f"{where_a} vs {where_b}")
+    return JudgedClaim(claim, result, differences, seeds, f"{where_a} vs {where_b}", bug)

@@ -8,7 +8,8 @@ settings over seeds, judge the ordering claims, and re-run with each framework b
 
 Resumable: run the same command again after an interruption and finished trials are read back,
 not rerun (a killed run resumes from its last checkpoint). Writes DIR/comparison.json and
-DIR/comparison.md; each trial's run folder is under DIR/trials/.
+DIR/comparison.md (with --handicap: DIR/handicap-PIPELINE.json and .md, sharing the trials);
+each trial's run folder is under DIR/trials/.
 
 Exit status: 0 when every claim got the verdict the comparison file expects, 1 when one
 differs (a change to report), 2 for a comparison that cannot run (named field).
@@ -98,11 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print_plan(comparison)
         return 0
+    name = "comparison" if not handicap else "handicap-" + "-".join(sorted(handicap))
     summary = run_comparison(comparison, args.out, workers=args.jobs, handicap=handicap,
-                             skip_bugs=args.no_bugs)
+                             skip_bugs=args.no_bugs, summary_name=name)
     for claim in summary["claims"]:
         print(claim["explain"])
-    print(f"summary: {args.out}/comparison.json, {args.out}/comparison.md")
+    print(f"summary: {args.out}/{name}.json, {args.out}/{name}.md")
+    from ptbench.comparison.reproduction import write_reproduction
+
+    reproduction = write_reproduction(args.out)
+    if reproduction:
+        print(f"paper reproduction table: {reproduction}")
     if args.store != "none":
         command = " ".join(["ptbench compare", *(argv if argv is not None else sys.argv[2:])])
         print(f"stored: {store_comparison(summary, args.store, command)}")

@@ -118,7 +118,7 @@ def verdicts(comparison: Comparison, chosen: dict[str, dict], results: dict[str,
         hit = comparison.bug_pipelines(bug)
         on = {n: (_by_seed(results, n, chosen[n]["point"], bug.name, handicap.get(n, {}))
                   if n in hit else clean[n]) for n in cfg.pipelines}
-        claims = [judge(cfg, c, on[c.a], on[c.b], label=f"with {bug.name}") for c in cfg.claims
+        claims = [judge(cfg, c, on[c.a], on[c.b], bug=bug.name) for c in cfg.claims
                   if c.a in hit or c.b in hit]
         flips = []
         for c in claims:
@@ -127,7 +127,13 @@ def verdicts(comparison: Comparison, chosen: dict[str, dict], results: dict[str,
                           "bug_on": str(c.result.verdict),
                           "clean_mean": before.result.mean, "bug_on_mean": c.result.mean,
                           "flipped": str(before.result.verdict) != str(c.result.verdict)})
+        from ptbench.fixtures.probes.plant import PLANTS
+
+        accumulation = {n: [s.batch_size // bug.micro_batch_size for s in
+                            comparison.base_configs[n].stages if s.kind == "sft"] for n in hit}
         bugs.append({"name": bug.name, "plant": bug.plant, "pipelines": hit,
+                     "what": (PLANTS[bug.plant].__doc__ or "").strip().splitlines()[0],
+                     "accumulation": accumulation,
                      "micro_batch_size": bug.micro_batch_size, "settings": bug.settings,
                      "curves": {n: {m: [asdict(p) for p in curve(list(on[n].values()), points, m)]
                                     for m in CURVE_METRICS} for n in hit},
@@ -145,7 +151,7 @@ def _claim_json(c: JudgedClaim) -> dict:
     r = c.result
     return {"name": c.claim.name, "kind": c.claim.kind, "a": c.claim.a, "b": c.claim.b,
             "metric": c.claim.metric, "delta": c.claim.delta, "expect": c.claim.expect,
-            "verdict": str(r.verdict), "as_expected": c.as_expected, "mean": r.mean,
+            "verdict": str(r.verdict), "as_expected": c.as_expected, "bug": c.bug, "mean": r.mean,
             "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n, "seeds": c.seeds,
             "differences": c.differences, "where": c.detail, "explain": c.explain()}
 
@@ -162,7 +168,8 @@ def run_comparison(comparison: Comparison, out: str | Path, *, workers: int = 1,
     summary: dict[str, Any] = {"name": cfg.name, "budget": asdict(cfg.budget),
                                "seeds": cfg.seeds, "search": asdict(cfg.search),
                                "handicap": handicap, "source": str(comparison.source),
-                               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "workers": workers}
     started = time.monotonic()
     points, unit = list(cfg.budget.points), cfg.budget.unit
     jobs = search_jobs(comparison)

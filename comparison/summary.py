@@ -22,30 +22,40 @@ def curve_table(curves: dict, metric: str, unit: str) -> list[str]:
             "", *lines, ""]
 
 
-def markdown(summary: dict) -> str:
+def markdown(summary: dict, level: int = 1) -> str:
+    """The summary; its title at heading `level`, its sections one below."""
+    h = "#" * (level + 1)
     unit = summary["budget"]["unit"]
-    out = [f"# Comparison {summary['name']}", "",
-           f"Seeds {summary['seeds']}; budget points ({unit}) {summary['budget']['points']}; "
+    out = [f"{'#' * level} Comparison {summary['name']}", "",
+           f"Seeds {summary['seeds']}; budget points ({unit}) "
+           f"{', '.join(f'{p:.3g}' for p in summary['budget']['points'])}; "
            f"search: {summary['search']['trials']} trial(s) per method on seed "
            f"{summary['search']['seed']}, chosen on {summary['search']['metric']}.", ""]
+    trials = summary.get("trials", {})
+    if trials:
+        total = sum(t["wall_s"] for t in trials.values()) / 60
+        out += [f"{len(trials)} trials; their wall times add up to {total:.0f} min "
+                f"({summary.get('workers', 1)} at a time on this machine).", ""]
     if summary.get("handicap"):
         out += [f"**Handicapped on purpose**: {summary['handicap']}", ""]
-    out += ["## Tuned settings", "", "| pipeline | chosen | trials (setting: score) |",
+    out += [f"{h} Tuned settings", "", "| pipeline | chosen | trials (setting: score) |",
             "|---|---|---|"]
     for name, c in summary["chosen"].items():
         metric = summary["search"]["metric"]
         trials = "; ".join(f"{t['point'] or 'as configured'}: {t[metric]:.3f}" for t in c["trials"])
         out.append(f"| {name} | {c['point'] or 'as configured'} | {trials} |")
-    out += ["", "## Accuracy against compute", ""]
+    out += ["", f"{h} Accuracy against compute", ""]
     for metric in ("id_accuracy", "ood_accuracy"):
         out += curve_table(summary["curves"], metric, unit)
-    out += ["## Which methods learn", ""]
+    out += [f"{h} Which methods learn", ""]
     out += [f"- {v['explain']}" for v in summary["learning"].values()]
-    out += ["", "## Claims", ""]
+    out += ["", f"{h} Claims", ""]
     out += [f"- {c['explain']}" for c in summary["claims"]]
     for bug in summary.get("bugs", []):
-        out += ["", f"## With {bug['name']} switched on ({bug['plant']}, SFT micro-batches of "
-                    f"{bug['micro_batch_size']}) for {', '.join(bug['pipelines'])}", ""]
+        out += ["", f"{h} With {bug['name']} switched on for {', '.join(bug['pipelines'])}", "",
+                f"Planted bug `{bug['plant']}`: {bug.get('what', '')} SFT micro-batches of "
+                f"{bug['micro_batch_size']} rows: gradient accumulation over "
+                f"{_accumulation(bug.get('accumulation', {}))} micro-batches per step.", ""]
         for metric in ("id_accuracy", "ood_accuracy"):
             out += curve_table(bug["curves"], metric, unit)
         out += ["| claim | clean | bug on | mean a - b clean | bug on | ranking flips |",
@@ -56,5 +66,30 @@ def markdown(summary: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _accumulation(by_pipeline: dict) -> str:
+    return ", ".join(f"{'/'.join(map(str, v))} ({n})" for n, v in by_pipeline.items()) or "?"
+
+
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:+.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ptbench.comparison.summary [--level N] FILE...`: print the Markdown summary of
+    each comparison.json (how the README's comparison figures are regenerated from the stored
+    results; `--level 3` as the README embeds it)."""
+    import json
+    import sys
+
+    args = list(argv if argv is not None else sys.argv[1:])
+    level = 1
+    if args[:1] == ["--level"]:
+        level, args = int(args[1]), args[2:]
+    for path in args:
+        with open(path) as f:
+            print(markdown(json.load(f), level), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

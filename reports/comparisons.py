@@ -2,8 +2,9 @@
 and the report's comparison section read back from them.
 
 Stored per comparison run: each claim's verdict as a status ('pass' when it is the verdict the
-comparison file expects, 'fail' when it changed, the verdict and its statistics in the detail),
-clean and under each bug; whether each method learns; and accuracy per pipeline, seed and
+comparison file expects, 'fail' when it changed, the verdict and its statistics in the detail);
+under each bug, each claim's mean paired difference (tracked, no expected verdict); whether
+each method learns; and accuracy per pipeline, seed and
 budget point (`comparison/id_accuracy`, `comparison/ood_accuracy`, with the budget in `flops`),
 so that tomorrow's comparison is judged against today's like any other value over seeds.
 """
@@ -16,16 +17,25 @@ from ptbench.reports.records import Measurement
 from ptbench.reports.render import Items, Section, Table, Text
 
 CLAIM = "claim"
+CLAIM_WITH_BUG = "claim_with_bug"
 LEARNS = "learns"
 CURVE = "comparison/"
 
 
-def _claim(c: dict, bug: str = "") -> Measurement:
+def _claim(c: dict) -> Measurement:
     ok = bool(c["as_expected"])
     return Measurement(metric=CLAIM, value=1.0 if ok else 0.0, kind="status",
                        status="pass" if ok else "fail", config=c["name"],
                        pipeline=f"{c['a']} vs {c['b']}", detail=c["explain"],
-                       labels={"verdict": c["verdict"], "expect": c["expect"], "bug": bug})
+                       labels={"verdict": c["verdict"], "expect": c["expect"]})
+
+
+def _claim_with_bug(c: dict, bug: str) -> Measurement:
+    """Under a bug a claim has no expected verdict: its paired difference is tracked."""
+    return Measurement(metric=CLAIM_WITH_BUG, value=float("nan") if c["mean"] is None
+                       else c["mean"], direction="none", config=c["name"],
+                       pipeline=f"{c['a']} vs {c['b']}", detail=c["explain"],
+                       labels={"verdict": c["verdict"], "bug": bug})
 
 
 def measurements_from_comparison(summary: dict) -> list[Measurement]:
@@ -33,7 +43,7 @@ def measurements_from_comparison(summary: dict) -> list[Measurement]:
     name = summary["name"]
     found = [_claim(c) for c in summary.get("claims", [])]
     for bug in summary.get("bugs", []):
-        found += [_claim(c, bug["name"]) for c in bug["claims"]]
+        found += [_claim_with_bug(c, bug["name"]) for c in bug["claims"]]
     for pipeline, v in summary.get("learning", {}).items():
         found.append(Measurement(metric=LEARNS, value=1.0 if v["learns"] else 0.0, kind="status",
                                  status="pass" if v["learns"] else "fail", pipeline=pipeline,
@@ -62,6 +72,10 @@ def comparison_section(frame: pd.DataFrame) -> Section:
             f"{len(claims)} claim verdict(s); {len(changed)} differ from the expected verdict",
             emphasis=True))
         section.blocks.append(Items(list(claims["detail"])))
+    with_bug = frame[frame["metric"] == CLAIM_WITH_BUG]
+    if not with_bug.empty:
+        section.blocks += [Text("The same claims with a framework bug switched on", emphasis=True),
+                           Items(list(with_bug["detail"]))]
     learns = frame[frame["metric"] == LEARNS]
     if not learns.empty:
         section.blocks.append(Items(list(learns["detail"])))

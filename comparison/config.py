@@ -112,6 +112,8 @@ class Claim:
     metric: str = "id_accuracy"
     kind: str = "at_least"
     delta: float = 0.0
+    """The margin: >= 0 asks "a is not worse than b by more than delta" (non-inferiority); a
+    negative delta asks "a beats b by more than |delta|" (superiority)."""
     at: float | None = None
     """at_least: the budget point (default: the last point both reach)."""
     fraction: float = 1.0
@@ -122,7 +124,6 @@ class Claim:
     def __post_init__(self) -> None:
         require(self.kind in CLAIM_KINDS, "kind", f"one of {CLAIM_KINDS}", self.kind)
         require(self.metric in METRICS, "metric", f"one of {METRICS}", self.metric)
-        require(self.delta >= 0, "delta", "a margin >= 0", self.delta)
         require(0 < self.fraction <= 1, "fraction", "a float in (0, 1]", self.fraction)
         require(self.expect in VERDICTS, "expect", f"one of {VERDICTS}", self.expect)
         require(self.a != self.b, "b", f"a pipeline other than a ({self.a!r})", self.b)

@@ -74,14 +74,36 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:+.3f}"
 
 
+def flips_table(clean: dict, handicapped: list[dict]) -> str:
+    """Each claim's recorded verdict beside its verdict in each handicapped re-run (a pipeline
+    held where it started on purpose): the planted reversals the bench checks."""
+    lines = ["| claim | recorded | handicapped pipeline | verdict then | mean a - b then | changed |",
+             "|---|---|---|---|---|---|"]
+    for run in handicapped:
+        side = ", ".join(run["handicap"])
+        for c in run["claims"]:
+            recorded = next(x for x in clean["claims"] if x["name"] == c["name"])
+            lines.append(f"| {c['name']} | {recorded['verdict']} | {side} | {c['verdict']} | "
+                         f"{_num(c['mean'])} | {'yes' if c['verdict'] != recorded['verdict'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m ptbench.comparison.summary [--level N] FILE...`: print the Markdown summary of
     each comparison.json (how the README's comparison figures are regenerated from the stored
-    results; `--level 3` as the README embeds it)."""
+    results; `--level 3` as the README embeds it). `--flips CLEAN HANDICAPPED...`: the planted
+    reversals table."""
     import json
     import sys
 
     args = list(argv if argv is not None else sys.argv[1:])
+    if args[:1] == ["--flips"]:
+        runs = []
+        for path in args[1:]:
+            with open(path) as f:
+                runs.append(json.load(f))
+        print(flips_table(runs[0], runs[1:]), end="")
+        return 0
     level = 1
     if args[:1] == ["--level"]:
         level, args = int(args[1]), args[2:]

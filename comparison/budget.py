@@ -14,14 +14,14 @@ def check_reachable(comparison) -> None:
     cfg = comparison.config
     if cfg.budget.unit == "steps":
         return  # the last stage's steps are set to the budget (`config._stop_at_budget`)
-    lengths, shapes = None, {}
+    # Every pipeline runs the same model and task (`config._check_shared`): price them once.
+    first = next(iter(comparison.base_configs.values()))
+    shape = hub_shape(first.model)
+    lengths = task_lengths(first.task).value
+    shortest = task_lengths(first.task, shortest=True).value
     for name, config in comparison.base_configs.items():
-        if lengths is None:
-            lengths = task_lengths(config.task).value
-        shape = shapes.setdefault(config.model, hub_shape(config.model))
         reachable = sum(pipeline_flops(config, shape, lengths))
         stop = cfg.stop_point(name)
-        shortest = task_lengths(config.task, shortest=True).value
         for i, stage in enumerate(config.stages[:-1]):
             floor = min(stage.steps, stage.budget_steps or stage.steps) * stage_step_flops_floor(
                 shape, stage, shortest)

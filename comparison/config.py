@@ -355,8 +355,9 @@ def _check_shared(cfg: ComparisonConfig, configs: dict[str, PipelineConfig]) -> 
 
 def _check_search(comparison: Comparison, name: str, entry: PipelineEntry) -> None:
     cfg = comparison.config
+    grid = search_points(entry.search, 10**9, 0)
     valid, errors = [], []
-    for point in search_points(entry.search, 10**9, 0):
+    for point in grid:
         try:
             comparison.pipeline_config(name, seed=cfg.search.seed, point=point)
             valid.append(point)
@@ -364,6 +365,6 @@ def _check_search(comparison: Comparison, name: str, entry: PipelineEntry) -> No
             errors.append(str(exc))
     if not valid:
         raise ConfigError(f"pipelines.{name}.search: no valid point; e.g. {errors[0]}")
-    if len(valid) < len(search_points(entry.search, 10**9, 0)):
+    if len(valid) < len(grid):
         raise ConfigError(f"pipelines.{name}.search: {len(errors)} point(s) are invalid, e.g. "
                           f"{errors[0]}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,7 @@ from ptbench.comparison.config import Comparison, search_points
 from ptbench.comparison.curves import CURVE_METRICS, curve, learning
 from ptbench.comparison.trials import Job, Trial, TrialResult, config_hash, run_trials
 from ptbench.fixtures.atomic import write_atomic, write_json_atomic
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the comparison will run, per phase (for --dry-run and progress)."""
-
-    search: list[Job]
-    seeds: list[Job]
-    bugs: list[Job]
+from ptbench.fixtures.probes.plant import PLANTS
 
 
 def _trial_job(comparison: Comparison, pipeline: str, seed: int, point: dict, bug=None,
@@ -127,8 +119,6 @@ def verdicts(comparison: Comparison, chosen: dict[str, dict], results: dict[str,
                           "bug_on": str(c.result.verdict),
                           "clean_mean": before.result.mean, "bug_on_mean": c.result.mean,
                           "flipped": str(before.result.verdict) != str(c.result.verdict)})
-        from ptbench.fixtures.probes.plant import PLANTS
-
         accumulation = {n: [s.batch_size // bug.micro_batch_size for s in
                             comparison.base_configs[n].stages if s.kind == "sft"] for n in hit}
         bugs.append({"name": bug.name, "plant": bug.plant, "pipelines": hit,
@@ -171,22 +161,22 @@ def run_comparison(comparison: Comparison, out: str | Path, *, workers: int = 1,
                                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "workers": workers}
     started = time.monotonic()
-    points, unit = list(cfg.budget.points), cfg.budget.unit
+    unit = cfg.budget.unit
     jobs = search_jobs(comparison)
     say(f"{cfg.name}: phase 1/3, search: {len(jobs)} trial(s) on seed {cfg.search.seed}")
-    results = run_trials(jobs, trials_dir, points, unit, workers=workers,
+    results = run_trials(jobs, trials_dir, unit, workers=workers,
                          cache=cache, say=say)
     chosen = choose(comparison, results)
     summary["chosen"] = chosen
     write_json_atomic(out / f"{summary_name}.json", summary)
     seeds, bug_jobs = final_jobs(comparison, chosen, handicap)
     say(f"{cfg.name}: phase 2/3, seeds: {len(seeds)} trial(s)")
-    results |= run_trials(seeds, trials_dir, points, unit, workers=workers,
+    results |= run_trials(seeds, trials_dir, unit, workers=workers,
                           cache=cache, say=say)
     if skip_bugs:
         bug_jobs, comparison = [], replace(comparison, config=replace(cfg, bugs=[]))
     say(f"{cfg.name}: phase 3/3, bugs: {len(bug_jobs)} trial(s)")
-    results |= run_trials(bug_jobs, trials_dir, points, unit, workers=workers,
+    results |= run_trials(bug_jobs, trials_dir, unit, workers=workers,
                           cache=cache, say=say)
     summary.update(verdicts(comparison, chosen, results, handicap))
     summary["wall_s"] = time.monotonic() - started

@@ -124,14 +124,14 @@ def summarize(trial: Trial, metrics_path: Path, points: Iterable[float], wall_s:
         raise ValueError(f"{metrics_path}: no eval rows; did the run start?")
     by_point = {}
     for p in points:
-        hit = next((m for (_, spent), m in ordered if spent >= p), None)
+        hit = next((m for (_, reached), m in ordered if reached >= p), None)
         if hit is not None:
             by_point[repr(float(p))] = hit
     return TrialResult(trial, by_point, ordered[0][1], ordered[-1][1], spent, steps, wall_s)
 
 
-def run_trial(trial: Trial, config: PipelineConfig, folder: Path, points: list[float],
-              unit: str, plant: str | None, cache: str | None) -> TrialResult:
+def run_trial(trial: Trial, config: PipelineConfig, folder: Path, unit: str, plant: str | None,
+              cache: str | None) -> TrialResult:
     """Run one trial to the end (resuming a killed one) and write its summary. In a worker."""
     import contextlib
 
@@ -148,8 +148,8 @@ def run_trial(trial: Trial, config: PipelineConfig, folder: Path, points: list[f
     write_json_atomic(folder / "config.json", asdict(config))
     with bug:
         metrics = run_pipeline(config, folder, resume=True, cache=cache)
-    runs_to = set(config.eval.at_flops if unit == "flops" else config.eval.at_steps)
-    points = [p for p in points if p in runs_to]  # (a last step may overshoot its stop)
+    # The budget points this pipeline runs to (not past them: a last step may overshoot).
+    points = config.eval.at_flops if unit == "flops" else config.eval.at_steps
     result = summarize(trial, metrics, points, time.monotonic() - started, unit)
     write_json_atomic(folder / RESULT, result.to_json())
     return result
@@ -170,11 +170,11 @@ class Job:
     plant: str | None
 
 
-def run_trials(jobs: list[Job], out: Path, points: list[float], unit: str, *, workers: int = 1,
+def run_trials(jobs: list[Job], out: Path, unit: str, *, workers: int = 1,
                cache: str | None = None, say: Callable[[str], None] = print
                ) -> dict[str, TrialResult]:
-    """Every job's result by trial key: finished ones read back, the others run `workers` at a time. Prints
-    a line per trial as it starts and ends (long work shows progress)."""
+    """Every job's result by trial key: finished ones read back, the others run `workers` at a
+    time. Prints a line per trial as it starts and ends (long work shows progress)."""
     results: dict[str, TrialResult] = {}
     todo = []
     for job in jobs:
@@ -193,8 +193,8 @@ def run_trials(jobs: list[Job], out: Path, points: list[float], unit: str, *, wo
         futures = {}
         for job in todo:
             say(f"  start {job.trial.describe()}")
-            futures[pool.submit(run_trial, job.trial, job.config, out / job.trial.key, points,
-                                unit, job.plant, cache)] = job
+            futures[pool.submit(run_trial, job.trial, job.config, out / job.trial.key, unit,
+                                job.plant, cache)] = job
         for i, future in enumerate(as_completed(futures), 1):
             job = futures[future]
             result = future.result()

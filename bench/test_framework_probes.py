@@ -26,9 +26,9 @@ def _cases(world_size: int):
 
 
 def _skip_if_missing(config) -> None:
-    missing = config.missing()
-    if missing:
-        pytest.skip(f"{config.name}: not installed: {', '.join(missing)}")
+    why = config.unavailable()
+    if why:
+        pytest.skip(f"{config.name}: {why}")
 
 
 @pytest.mark.parametrize(("config", "loss_agg", "objective", "optimizer"), _cases(1))
@@ -44,7 +44,7 @@ def test_update_equivalence(probe, ptbench_seeds, config, loss_agg, objective, o
 @pytest.fixture(scope="session")
 def world_size_2_records(request) -> dict:
     """Every world-size-2 configuration whose packages are installed, in ONE torchrun launch."""
-    names = [c.name for c in CONFIGS if c.world_size == 2 and not c.missing()]
+    names = [c.name for c in CONFIGS if c.world_size == 2 and not c.unavailable()]
     if not names:
         return {}
     seeds = request.config.getoption("--ptbench-seeds")

@@ -93,6 +93,28 @@ def version_matrix_section(store: ResultsStore) -> Section:
     return section
 
 
+def bug_zoo_section(store: ResultsStore) -> Section:
+    """The newest `ptbench matrix zoo` run: each known bug confirmed, changed or not reproduced."""
+    section = Section("zoo", "Known framework bugs (bug zoo)",
+                      empty="no bug-zoo run in the store (ptbench matrix zoo)")
+    runs = store.runs(kind="zoo")
+    if not runs:
+        return section
+    latest = runs[0]  # newest first
+    frame = store.frame([latest.id])
+    if frame.empty:
+        return section
+    table = pd.DataFrame({"bug": frame["config"],
+                          "package": [lb.get("package", "") for lb in frame["labels"]],
+                          "status": [lb.get("zoo_status", "") for lb in frame["labels"]],
+                          "what the probe saw": [d.split(": ", 1)[-1] for d in frame["detail"]]})
+    cannot = latest.info.labels.get("cannot_run", 0)
+    section.blocks.append(Table(table.reset_index(drop=True), caption=(
+        f"run {latest.id} of {latest.info.started}" + (f"; {cannot} case(s) could not run here"
+                                                       if cannot else ""))))
+    return section
+
+
 def reproduction_section() -> Section:
     """Published numbers of the papers, with this run's column (tiny runs are not a reproduction)."""
     published = yaml.safe_load(resources.files("ptbench.reports").joinpath("data/published.yaml")
@@ -123,7 +145,7 @@ def build_report(store: ResultsStore, out_dir: str | Path, *, run_id: int | None
                   sections.probe_matrix(current), sections.training_curves(current),
                   sections.accuracy_vs_flops(current),
                   sections.history(past, result.current.id), version_matrix_section(store),
-                  comparison_section(current), reproduction_section()])
+                  bug_zoo_section(store), comparison_section(current), reproduction_section()])
     out = Path(out_dir)
     html = write_text_atomic(out / "report.html", to_html(report))
     markdown = write_text_atomic(out / "report.md", to_markdown(report))

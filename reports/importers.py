@@ -184,6 +184,33 @@ def comparison_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
     return info, measurements_from_comparison(summary)
 
 
+ZOO_STATUS = {"confirmed": "pass", "changed": "fail", "not reproduced": "fail"}
+"""A zoo case's status as a measurement status; 'cannot run' measured nothing."""
+
+
+def zoo_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
+    """A `ptbench matrix zoo` results file (zoo.json) as a 'zoo' run: one 'status'
+    measurement 'zoo' per case that ran (pass = confirmed; fail = changed or not reproduced),
+    detail the case's status and reason; cases that could not run are counted in the labels."""
+    doc = json.loads(path.read_text())
+    found, cannot = [], 0
+    for case in doc["cases"]:
+        if case["status"] not in ZOO_STATUS:
+            cannot += 1
+            continue
+        found.append(Measurement(
+            metric="zoo", value=1.0 if case["status"] == "confirmed" else 0.0, kind="status",
+            direction="higher", config=case["id"], status=ZOO_STATUS[case["status"]],
+            detail=f"{case['status']}: {case['reason']}",
+            labels={"package": case["package"], "zoo_status": case["status"]}))
+    started = doc.get("time") or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(
+        timespec="seconds")
+    info = RunInfo(kind="zoo", started=started,
+                   labels={"source": str(path), "source_sha256": _sha256(path),
+                           "cannot_run": cannot})
+    return info, found
+
+
 def read_path(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
     """The run in a metrics.jsonl, a probes results JSON, or a run folder's metrics.jsonl."""
     path = Path(path)
@@ -197,6 +224,8 @@ def read_path(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
         return measurements_from_metrics(path)
     if path.suffix == ".json" and path.name == "comparison.json":
         return comparison_run(path)
+    if path.suffix == ".json" and path.name == "zoo.json":
+        return zoo_run(path)
     if path.suffix == ".json":
         return measurements_from_probe_results(path)
     raise ValueError(f"{path}: cannot import it: expected a metrics.jsonl, a probes results "

@@ -25,9 +25,34 @@ def test_table_from_results_files(tmp_path):
                                              ("deepspeed-z2-offload-ws1", "pg"): "fail"})
     _write(tmp_path, "deepspeed", "0.9.0", {}, install_error="needs torch<2")
     table = build_table(tmp_path).splitlines()
-    assert table[0] == "| deepspeed | 0.9.0 pg | 0.18.9 pg | 0.19.0 pg |"
-    assert table[2] == "| deepspeed-z2-ws1 | not installable | pass | pass |"
-    assert table[3] == "| deepspeed-z2-offload-ws1 | not installable | **FAIL** | pass |"
+    assert table[0] == "| deepspeed | 0.9.0 | 0.18.9 pg | 0.19.0 pg |"  # one column: nothing ran
+    assert table[2] == "| deepspeed-z2-ws1 | not installable [1] | pass | pass |"
+    assert table[3] == "| deepspeed-z2-offload-ws1 | not installable [1] | **FAIL** | pass |"
+    assert "[1] 0.9.0: needs torch<2  " in table
+
+
+def test_error_and_na_cells_say_why_in_footnotes(tmp_path):
+    """`error` keeps the exception's first line and the raising frame; `n/a` its reason."""
+    from ptbench.fixtures.probes.adapters.registry import error_fields
+
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        fields = error_fields(exc)
+    assert fields["error"] == "KeyError: 'missing'"
+    assert fields["raised_at"].endswith("in test_error_and_na_cells_say_why_in_footnotes")
+    doc = {"kind": "probes", "environment": {}, "subject": {"package": "transformers", "version": "4.45.2"},
+           "records": [{"framework": "hf-trainer", "objective": "ce", "status": "error",
+                        "reason": "Traceback ...\nRuntimeError: boom", "error": "RuntimeError: boom",
+                        "raised_at": "transformers/trainer.py:2481 in _inner_training_loop"},
+                       {"framework": "trl-sft", "status": "unsupported",
+                        "reason": "the trl-sft adapter supports trl>=1.0; this environment has trl 0.12.2"}]}
+    write_json_atomic(tmp_path / "results" / "transformers-4.45.2.json", doc)
+    table = build_table(tmp_path).splitlines()
+    assert "| hf-trainer | error [1] |" in table and "| trl-sft | n/a [2] |" in table
+    assert ("[1] 4.45.2: RuntimeError: boom (raised at transformers/trainer.py:2481 in "
+            "_inner_training_loop)  ") in table
+    assert "[2] 4.45.2: the trl-sft adapter supports trl>=1.0; this environment has trl 0.12.2  " in table
 
 
 def test_bad_release_and_empty_root_are_clear(tmp_path):

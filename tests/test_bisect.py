@@ -71,7 +71,7 @@ def test_bad_release_inputs_name_the_field():
 
 def test_verdict_is_the_pattern_not_mere_failure():
     assert verdict(ProbeOutcome("fail", DROPPED), PATTERN) == "bad"
-    assert verdict(ProbeOutcome("fail", OTHER_BUG), PATTERN) == "good"
+    assert verdict(ProbeOutcome("fail", OTHER_BUG), PATTERN) == "skip"  # may mask this one
     assert verdict(ProbeOutcome("pass"), PATTERN) == "good"
     for status in ("error", "n/a", "not installable"):
         assert verdict(ProbeOutcome(status, "look dropped"), PATTERN) == "skip"
@@ -110,10 +110,17 @@ def test_which_release_fixed_it(deepspeed):
 
 
 def test_another_bug_in_a_release_does_not_mislead(deepspeed):
-    others = deepspeed[5:30]  # a different FAIL diagnosis in most of the range
+    """Releases failing with another diagnosis (which may mask this bug) are skipped, in both
+    directions: the answer stays right, only the probe count grows."""
+    others = {"0.14.5", "0.15.0", "0.15.4", "0.16.0", "0.16.2", "0.17.1"}  # a different FAIL
     prober = FakeProber(deepspeed, first_bad="0.16.4", other=others)
     result = bisect(deepspeed, prober, PATTERN, good="0.14.0", bad="0.18.9")
-    assert result.first_new == "0.16.4"
+    assert (result.first_new, result.unnarrowed) == ("0.16.4", [])
+    assert "fail: the update matches the declared loss divided by grad_accum twice" in result.summary()
+    assert any(p.verdict == "skip" for p in result.probed)
+    prober = FakeProber(deepspeed, first_bad="0.14.0", fixed="0.16.4", other=others)
+    result = bisect(deepspeed, prober, PATTERN, good="0.18.9", bad="0.14.0")
+    assert result.first_new == "0.16.4" and result.last_old == "0.16.3"
 
 
 def test_unprobeable_releases_are_skipped_like_git_bisect_skip(deepspeed):
@@ -143,6 +150,8 @@ def test_bounds_the_wrong_way_round_or_a_pattern_that_never_matches(deepspeed):
     with pytest.raises(BisectError, match="--bad 0.18.9: the probe does not show the bug there.*"
                                           "does not match the pattern 'never said'"):
         bisect(deepspeed, FakeProber(deepspeed, first_bad="0.15.2"), "never said", "0.14.0", "0.18.9")
+    with pytest.raises(BisectError, match="--good 0.14.0: the probe fails there with another diagnosis"):
+        bisect(deepspeed, FakeProber(deepspeed, "0.15.2", other={"0.14.0"}), PATTERN, "0.14.0", "0.18.9")
     with pytest.raises(ValueError, match="pattern: not a regular expression"):
         bisect(deepspeed, prober, "(", "0.14.0", "0.18.9")
     with pytest.raises(ValueError, match="good: '0.1.0' is not in the release list"):

@@ -103,3 +103,18 @@ def test_a_half_built_environment_is_rebuilt_and_a_failure_keeps_pips_reason(fak
                                                 "the stack: no mutually compatible environment"):
         envs.ensure_environment("transformers", "4.46.3", root)
     assert not (root / "venvs" / "transformers-4.46.3" / envs.READY).exists()
+
+
+def test_files_environments_share_are_stored_once(tmp_path):
+    a, b, store = tmp_path / "a", tmp_path / "b", tmp_path / "store"
+    for venv, own in ((a, b"A" * 20000), (b, b"B" * 20000)):
+        (venv / "pkg").mkdir(parents=True)
+        (venv / "pkg" / "common.so").write_bytes(b"x" * 50000)
+        (venv / "pkg" / "own.so").write_bytes(own)
+        (venv / "pkg" / "small.py").write_text("tiny")  # below the threshold: left alone
+    assert envs.deduplicate(a, store) == 0
+    assert envs.deduplicate(b, store) == 50000
+    assert (a / "pkg" / "common.so").stat().st_ino == (b / "pkg" / "common.so").stat().st_ino
+    assert (b / "pkg" / "own.so").read_bytes() == b"B" * 20000
+    assert (b / "pkg" / "common.so").read_bytes() == b"x" * 50000
+    assert envs.folder_size(tmp_path) < 2 * (50000 + 20000 + 4) + 50000 - 1

@@ -83,3 +83,49 @@ def test_a_release_results_file_goes_to_the_store_and_the_report(tmp_path):
     rows = {r["deepspeed"]: r for r in table.frame.to_dict("records")}
     assert rows["deepspeed-z2-offload-ws1"]["deepspeed 0.18.9 pg"] == "FAIL"
     assert rows["deepspeed-z2-offload-ws1"]["deepspeed 0.19.8 pg"] == "pass"
+
+
+def lazy_import_failure():
+    """A factory whose framework import fails inside a lazy module (TRL wraps the ImportError)."""
+    def make_step(model, opt):
+        try:
+            import requests_that_is_not_installed  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError("Failed to import trl.trainer.grpo_trainer") from exc
+    return make_step
+
+
+def crash_in_step():
+    def make_step(model, opt):
+        raise ValueError("engine exploded")
+    return make_step
+
+
+def test_an_import_failure_is_na_and_a_crash_is_an_error_with_its_frame():
+    from ptbench.fixtures.probes.adapters.registry import AdapterConfig, every
+
+    na = AdapterConfig("lazy", "tests.test_matrix:lazy_import_failure", declares=every())
+    record = na.probe_record("token-mean", "pg", "sgd", seed=0)
+    assert record["status"] == "unsupported"
+    assert record["reason"] == ("cannot import the framework here: ModuleNotFoundError: "
+                                "No module named 'requests_that_is_not_installed'")
+    crash = AdapterConfig("crash", "tests.test_matrix:crash_in_step", declares=every())
+    record = crash.probe_record("token-mean", "pg", "sgd", seed=0)
+    assert record["status"] == "error" and record["error"] == "ValueError: engine exploded"
+    assert record["raised_at"].endswith("in make_step")
+    assert "Traceback" in record["reason"] and "check_update_equivalence" in record["reason"]
+
+
+def test_an_adapter_outside_its_release_range_says_so(monkeypatch):
+    from ptbench.fixtures.probes.adapters.registry import get
+
+    config = get("deepspeed-z2-offload-ws1")
+    import importlib.metadata as md
+
+    real = md.version
+    monkeypatch.setattr(md, "version", lambda name: "0.14.0" if name == "deepspeed" else real(name))
+    why = config.unavailable()
+    if config.missing():
+        pytest.skip("deepspeed not installed")
+    assert why.startswith("the deepspeed-z2-offload-ws1 adapter supports deepspeed>=0.14.1 (on a CPU")
+    assert why.endswith("this environment has deepspeed 0.14.0")

@@ -114,7 +114,8 @@ def test_first_run_and_empty_sections_say_why(tmp_path):
     assert "first run of its kind" in built.comparison.headline() and not built.comparison.failed
     markdown = built.markdown.read_text()
     for reason in ("no probe ran in this run", "no pipeline ran in this run",
-                   "no baseline: this is the first run of its kind"):
+                   "no baseline: this is the first run of its kind",
+                   "no bug-zoo run in the store (ptbench matrix zoo)"):
         assert reason in markdown
 
 
@@ -151,7 +152,7 @@ def test_the_html_report_passes_in_a_real_browser(tmp_path):
     assert check.problems() == []
     assert (tmp_path / "out" / "report.png").stat().st_size > 10_000
     html = built.html.read_text()
-    assert html.count('class="ptbench-section"') == 9 and "data:image/png;base64," in html
+    assert html.count('class="ptbench-section"') == 10 and "data:image/png;base64," in html
 
 
 def test_a_series_key_ignores_seed_and_step():

@@ -31,7 +31,7 @@ def probes_per_bisection(sizes=(4, 8, 16, 38, 64, 128, 256, 1024)) -> list[dict]
         releases = [f"0.{i}.0" for i in range(n)]
         counts = []
         for first in range(1, n):
-            def prober(v, first=first):
+            def prober(v, first=first, releases=releases):
                 bad = releases.index(v) >= first
                 return ProbeOutcome("fail", "-> micro-batches 2-5 of 6 look dropped") if bad \
                     else ProbeOutcome("pass")
@@ -63,6 +63,22 @@ def timing(requirement: str, root: Path, config: str, objective: str) -> dict:
     return {"release": requirement, "config": config, "objective": objective, **out}
 
 
+def render(result: dict) -> str:
+    """Markdown of the figures (what the README shows, from the stored JSON)."""
+    lines = ["| releases in range | max probes | mean probes | 2 + ceil(log2(n-1)) | linear scan |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['releases']} | {r['max_probes']} | {r['mean_probes']} | {r['bound']} "
+              f"| {r['linear_scan']} |" for r in result["probes"]]
+    t = result.get("timing")
+    if t:
+        lines += ["", f"One release ({t['release']}, {t['config']} {t['objective']}, 2 cores): cold "
+                  f"{t['cold']['seconds']:.0f} s (environment built, wheel built, probe), warm "
+                  f"{t['warm']['seconds']:.0f} s (environment reused, probe run), cached "
+                  f"{t['cached']['seconds']:.1f} s (result read back); cold/warm "
+                  f"{t['cold_over_warm']}x."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--timing", metavar="PACKAGE==VERSION", default=None)
@@ -70,20 +86,17 @@ def main() -> int:
     p.add_argument("--objective", default="pg")
     p.add_argument("--root", default=".matrix")
     p.add_argument("--out", default=None, help="write the figures to this JSON file")
+    p.add_argument("--show", default=None, metavar="JSON", help="print stored figures and exit")
     args = p.parse_args()
+    if args.show:
+        print(render(json.loads(Path(args.show).read_text())), end="")
+        return 0
     result: dict = {"probes": probes_per_bisection()}
-    print("| releases | max probes | mean probes | 2 + ceil(log2(n-1)) | linear scan |")
-    print("|---|---|---|---|---|")
-    for r in result["probes"]:
-        print(f"| {r['releases']} | {r['max_probes']} | {r['mean_probes']} | {r['bound']} | {r['linear_scan']} |")
     if args.timing:
         result["timing"] = timing(args.timing, Path(args.root), args.config, args.objective)
-        t = result["timing"]
-        print(f"\n{t['release']} {t['config']} {t['objective']}: cold {t['cold']['seconds']}s, "
-              f"warm {t['warm']['seconds']}s, cached {t['cached']['seconds']}s "
-              f"(cold/warm {t['cold_over_warm']}x)")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(render(result), end="")
     return 0
 
 

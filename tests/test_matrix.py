@@ -129,3 +129,20 @@ def test_an_adapter_outside_its_release_range_says_so(monkeypatch):
         pytest.skip("deepspeed not installed")
     assert why.startswith("the deepspeed-z2-offload-ws1 adapter supports deepspeed>=0.14.1 (on a CPU")
     assert why.endswith("this environment has deepspeed 0.14.0")
+
+
+def missing_program():
+    def make_step(model, opt):
+        import subprocess
+
+        subprocess.run(["ptbench-no-such-program", "--version"])
+    return make_step
+
+
+def test_a_missing_program_is_na():
+    from ptbench.fixtures.probes.adapters.registry import AdapterConfig, every
+
+    record = AdapterConfig("prog", "tests.test_matrix:missing_program", declares=every()).probe_record(
+        "token-mean", "pg", "sgd", seed=0)
+    assert (record["status"], record["reason"]) == (
+        "unsupported", "the framework runs a program that is not installed here: ptbench-no-such-program")

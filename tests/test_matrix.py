@@ -46,13 +46,29 @@ def test_error_and_na_cells_say_why_in_footnotes(tmp_path):
                         "reason": "Traceback ...\nRuntimeError: boom", "error": "RuntimeError: boom",
                         "raised_at": "transformers/trainer.py:2481 in _inner_training_loop"},
                        {"framework": "trl-sft", "status": "unsupported",
-                        "reason": "the trl-sft adapter supports trl>=1.0; this environment has trl 0.12.2"}]}
+                        "reason": "the adapter supports trl>=1.0 (the driver needs TRL 1.x); "
+                                  "this environment has trl 0.12.2"}]}
     write_json_atomic(tmp_path / "results" / "transformers-4.45.2.json", doc)
     table = build_table(tmp_path).splitlines()
-    assert "| hf-trainer | error [1] |" in table and "| trl-sft | n/a [2] |" in table
+    assert "| hf-trainer | error [1] |" in table and "| trl-sft | n/a [2] |" in table  # one column
     assert ("[1] 4.45.2: RuntimeError: boom (raised at transformers/trainer.py:2481 in "
             "_inner_training_loop)  ") in table
-    assert "[2] 4.45.2: the trl-sft adapter supports trl>=1.0; this environment has trl 0.12.2  " in table
+    assert "[2] the adapter supports trl>=1.0; this environment has trl 0.12.2  " in table  # why: README
+
+
+def test_a_fail_cell_gives_the_diagnosis_once_per_distinct_text(tmp_path):
+    text = ("x: FAIL\n  step 1: ...\n    -> micro-batches 2-5 of 6 look dropped (fitted weights 1.00, "
+            "0.00, 0.00, 0.00, 0.00, {w}; expected 1.00 each); the update matches the first and last "
+            "micro-batches only (relative error 2.3e-06)")
+    for version, w in (("0.18.8", "1.00"), ("0.18.9", "0.99")):
+        write_json_atomic(tmp_path / "results" / f"deepspeed-{version}.json", {
+            "kind": "probes", "environment": {}, "subject": {"package": "deepspeed", "version": version},
+            "records": [{"framework": "deepspeed-z2-offload-ws1", "objective": "pg", "status": "fail",
+                         "text": text.format(w=w)}]})
+    table = build_table(tmp_path).splitlines()
+    assert "| deepspeed-z2-offload-ws1 | **FAIL** [1] | **FAIL** [1] |" in table
+    assert ("[1] micro-batches 2-5 of 6 look dropped; the update matches the first and last "
+            "micro-batches only  ") in table
 
 
 def test_bad_release_and_empty_root_are_clear(tmp_path):
@@ -127,7 +143,7 @@ def test_an_adapter_outside_its_release_range_says_so(monkeypatch):
     why = config.unavailable()
     if config.missing():
         pytest.skip("deepspeed not installed")
-    assert why.startswith("the deepspeed-z2-offload-ws1 adapter supports deepspeed>=0.14.1 (on a CPU")
+    assert why.startswith("the adapter supports deepspeed>=0.14.1 (on a CPU")
     assert why.endswith("this environment has deepspeed 0.14.0")
 
 

@@ -1,0 +1,79 @@
+"""Spectral maths on constructed matrices whose answers are known in closed form."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ptbench.pipelines.spectral import compare, gapped, principal_angles, uv_restore
+
+
+def matrix(s: list[float], rows: int = 6, cols: int = 10, seed: int = 0):
+    """W = U diag(s) V^T with random orthonormal U (rows x r) and V (cols x r); also V's
+    orthogonal complement."""
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(rows, len(s), generator=g, dtype=torch.float64))
+    full, _ = torch.linalg.qr(torch.randn(cols, cols, generator=g, dtype=torch.float64))
+    v, rest = full[:, :len(s)], full[:, len(s):]
+    return (u * torch.tensor(s, dtype=torch.float64)) @ v.mT, u, v, rest
+
+
+def rotation(a: torch.Tensor, b: torch.Tensor, theta: float) -> torch.Tensor:
+    """The rotation by theta in the plane of orthonormal a, b (identity elsewhere)."""
+    n = len(a)
+    r = torch.eye(n, dtype=torch.float64)
+    r += (math.cos(theta) - 1) * (torch.outer(a, a) + torch.outer(b, b))
+    r += math.sin(theta) * (torch.outer(b, a) - torch.outer(a, b))
+    return r
+
+
+def test_a_pure_rotation_moves_vectors_not_values():
+    """W -> W R with R turning v_1 by theta out of V's span: singular values and U stay, one
+    right principal angle is theta, the others 0."""
+    w, _, v, rest = matrix([5.0, 3.0, 2.0, 1.0])
+    theta = 0.4
+    r = rotation(v[:, 0], rest[:, 0], theta)
+    change = compare(w, w @ r, k=4)
+    assert change.value_change == pytest.approx(0.0, abs=1e-12)
+    assert change.left_angles == pytest.approx([0.0] * 4, abs=1e-6)
+    assert change.right_angles == pytest.approx([0.0, 0.0, 0.0, theta], abs=1e-6)
+    assert change.alignment[0] == pytest.approx(math.cos(theta), abs=1e-9)
+    assert change.alignment[1:] == pytest.approx([1.0, 1.0, 1.0], abs=1e-9)
+
+
+def test_values_changed_with_vectors_fixed():
+    w, u, v, _ = matrix([5.0, 3.0, 2.0, 1.0])
+    scaled = (u * torch.tensor([10.0, 6.0, 4.0, 2.0], dtype=torch.float64)) @ v.mT
+    change = compare(w, scaled, k=4)
+    assert change.value_change == pytest.approx(1.0)
+    assert change.max_angle == pytest.approx(0.0, abs=1e-6)
+
+
+def test_near_equal_singular_values_have_no_alignment():
+    s = torch.tensor([5.0, 3.0, 2.99, 1.0])
+    assert gapped(s, 4) == [True, False, False, True]
+    w, *_ = matrix(s.tolist())
+    assert compare(w, w, k=4).alignment[1:3] == [None, None]
+
+
+def test_uv_restore_onto_itself_is_the_identity_and_undoes_a_rotation():
+    w, _, v, rest = matrix([5.0, 3.0, 2.0, 1.0])
+    for p in (0.0, 0.25, 1.0):
+        assert torch.allclose(uv_restore(w, w, p), w, atol=1e-12)
+    rotated = w @ rotation(v[:, 0], rest[:, 0], 0.7)
+    assert torch.allclose(uv_restore(w, rotated, 1.0), w, atol=1e-10)  # same values, base vectors
+    top = uv_restore(w, rotated, 0.25)  # only v_1 was turned: restoring the top quarter suffices
+    assert torch.allclose(top, w, atol=1e-10)
+    assert not torch.allclose(uv_restore(w, rotated, 0.0), w, atol=1e-3)
+
+
+def test_principal_angles_of_known_subspaces_and_bad_input():
+    e = torch.eye(3, dtype=torch.float64)
+    tilted = torch.stack([e[0], math.cos(0.3) * e[1] + math.sin(0.3) * e[2]], dim=1)
+    assert principal_angles(e[:, :2], tilted) == pytest.approx([0.0, 0.3], abs=1e-7)
+    with pytest.raises(ValueError, match="expected two matrices of one shape"):
+        compare(torch.zeros(2, 3), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="p: expected a fraction in"):
+        uv_restore(torch.eye(2), torch.eye(2), 1.5)

@@ -77,3 +77,29 @@ def test_principal_angles_of_known_subspaces_and_bad_input():
         compare(torch.zeros(2, 3), torch.zeros(3, 2))
     with pytest.raises(ValueError, match="p: expected a fraction in"):
         uv_restore(torch.eye(2), torch.eye(2), 1.5)
+
+
+def test_a_checkpoint_pass_reads_one_matrix_at_a_time_and_caches(tmp_path):
+    """Two saved tiny Qwen2 checkpoints, one matrix of the second rotated: every attention, MLP
+    and (tied, once) embedding matrix is compared; only the rotated one shows an angle."""
+    from ptbench.fixtures.models.tiny import build_tiny_model
+    from ptbench.pipelines.spectral_pass import spectral_pass
+
+    model = build_tiny_model("probe-qwen2", seed=0)
+    model.save_pretrained(tmp_path / "base")
+    name = "model.layers.0.self_attn.o_proj.weight"
+    w = dict(model.named_parameters())[name]
+    with torch.no_grad():
+        q, _ = torch.linalg.qr(torch.randn(w.shape[1], w.shape[1], generator=torch.Generator().manual_seed(1)))
+        w.copy_(w @ q)
+    model.save_pretrained(tmp_path / "tuned")
+    rows = spectral_pass(tmp_path / "base", tmp_path / "tuned", k=4, cache=tmp_path / "cache",
+                         progress=False)
+    layers = model.config.num_hidden_layers
+    assert len(rows) == 7 * layers + 1 and [r["matrix"] for r in rows][-1] == "embed_tokens"
+    moved = {r["tensor"] for r in rows if r["right_angle"] > 1e-3}
+    assert moved == {name}
+    (row,) = [r for r in rows if r["tensor"] == name]
+    assert row["value_change"] < 1e-5 and row["left_angle"] < 1e-3
+    assert spectral_pass(tmp_path / "base", tmp_path / "tuned", k=4, cache=tmp_path / "cache",
+                         progress=False, device="meta-never-used") == rows  # read back

@@ -59,7 +59,7 @@ def test_subcommand_help_shows_its_prog_docstring_and_defaults(name, capsys):
     shown = {"run": ["--set KEY.PATH=VALUE", "--resume", "--out DIR"],
              "probe": ["(default: 1)", "(default: token-mean seq-mean-token-mean",
                        "(default: sgd adamw)"],
-             "matrix": ["(default: .matrix)", "{run,table,releases,bisect,zoo}"]}[name]
+             "matrix": ["(default: .matrix)", "{run,table,history,releases,bisect,zoo}"]}[name]
     for part in shown:
         assert part in out, (part, out)
     assert "(default: 1) (default: 1)" not in out  # a default the help states is not repeated

@@ -162,3 +162,15 @@ def test_a_missing_program_is_na():
         "token-mean", "pg", "sgd", seed=0)
     assert (record["status"], record["reason"]) == (
         "unsupported", "the framework runs a program that is not installed here: ptbench-no-such-program")
+
+
+def test_a_launch_that_dies_before_probing_leaves_a_record_per_configuration():
+    from ptbench.fixtures.probes.cli import launch_failure
+
+    died = "torchrun exited with 1:\n...\nImportError: cannot import name '_get_socket_with_port' from 'x'"
+    assert launch_failure("deepspeed-z2-ws2", died) == {
+        "framework": "deepspeed-z2-ws2", "status": "unsupported",
+        "reason": "cannot import the framework here: ImportError: cannot import name "
+                  "'_get_socket_with_port' from 'x'"}
+    record = launch_failure("deepspeed-z2-ws2", "torchrun exited with -9:\nKilled")
+    assert (record["status"], record["error"]) == ("error", "Killed")

@@ -50,7 +50,13 @@ class MatrixChange:
 
 
 def _svd(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    u, s, vh = torch.linalg.svd(w.detach().to(torch.float64), full_matrices=False)
+    """(U, s, V) of w in float64. A wide matrix is decomposed through its transpose (W^T =
+    V diag(s) U^T): LAPACK is about 10x faster on the tall orientation (measured, 896 x 4864)."""
+    w = w.detach().to(torch.float64)
+    if w.shape[0] < w.shape[1]:
+        v, s, uh = torch.linalg.svd(w.mT, full_matrices=False)
+        return uh.mT, s, v
+    u, s, vh = torch.linalg.svd(w, full_matrices=False)
     return u, s, vh.mT
 
 

@@ -103,3 +103,13 @@ def test_a_checkpoint_pass_reads_one_matrix_at_a_time_and_caches(tmp_path):
     assert row["value_change"] < 1e-5 and row["left_angle"] < 1e-3
     assert spectral_pass(tmp_path / "base", tmp_path / "tuned", k=4, cache=tmp_path / "cache",
                          progress=False, device="meta-never-used") == rows  # read back
+
+
+def test_wide_and_tall_matrices_decompose_alike():
+    from ptbench.pipelines.spectral import _svd
+
+    w, *_ = matrix([5.0, 3.0, 2.0, 1.0], rows=6, cols=10)
+    for m in (w, w.mT):
+        u, s, v = _svd(m)
+        assert torch.allclose((u * s) @ v.mT, m, atol=1e-12)
+        assert torch.allclose(u.mT @ u, torch.eye(u.shape[1], dtype=torch.float64), atol=1e-12)

@@ -62,6 +62,9 @@ def test_verdicts_confirmed_changed_not_reproduced_cannot_run(tmp_path):
     # the affected release fails, but with another diagnosis
     (result,) = run_zoo(zoo, fake({"0.18.9": ProbeOutcome("fail", TWICE), "0.19.0": ProbeOutcome("pass")}))
     assert result.status == "changed" and "divided by grad_accum twice" in result.reason
+    # the "good" release fails with another bug
+    (result,) = run_zoo(zoo, fake({"0.18.9": ProbeOutcome("fail", DROPPED), "0.19.0": ProbeOutcome("fail", TWICE)}))
+    assert result.status == "changed" and "(recorded as good) fails with another diagnosis" in result.reason
     (result,) = run_zoo(zoo, fake({"0.18.9": ProbeOutcome("pass"), "0.19.0": ProbeOutcome("pass")}))
     assert (result.status, result.reason) == ("not reproduced", "deepspeed-z2-offload-ws1 at 0.18.9 passes")
     (result,) = run_zoo(zoo, fake({"0.18.9": ProbeOutcome("not installable", "no wheel"),

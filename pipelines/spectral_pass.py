@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -101,3 +102,45 @@ def spectral_pass(base: str | Path, tuned: str | Path, k: int = 16, cache: Path 
     if cached:
         write_json_atomic(cached, {"base": str(base), "tuned": str(tuned), "k": k, "rows": rows})
     return rows
+
+
+def restore_checkpoint(base: str | Path, tuned: str | Path, out: str | Path, p: float,
+                       q: float = 1.0, device: str | None = None, progress: bool = True) -> Path:
+    """Write a copy of `tuned` (safetensors and its other files) to `out` in which every compared
+    matrix of the first q fraction of layers has the base's singular vectors for its top-p
+    fraction of singular values (`spectral.uv_restore`); embed_tokens and lm_head count as
+    outside the layers and are restored only when q = 1. One matrix at a time; `out` appears
+    whole or not at all."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ptbench.fixtures.atomic import building_dir
+    from ptbench.pipelines.spectral import uv_restore
+
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q: expected a fraction in [0, 1], got {q!r}")
+    base_files, tuned_files = shards(base), shards(tuned)
+    layers = [layer for _, layer, _ in matrices(list(tuned_files)) if layer is not None]
+    cut = math.ceil(q * (max(layers) + 1)) if layers else 0
+    chosen = {name for name, layer, _ in matrices([n for n in tuned_files if n in base_files])
+              if (layer is not None and layer < cut) or (layer is None and q >= 1.0)}
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tuned_dir = Path(tuned) if Path(tuned).is_dir() else Path(tuned).parent
+    with building_dir(out, replace=True) as staging:
+        for f in tuned_dir.iterdir():
+            if f.is_file() and f.suffix != ".safetensors":
+                shutil.copy2(f, staging / f.name)
+        for shard in tqdm(sorted(set(tuned_files.values())), desc="restore", unit="file",
+                          disable=not progress):
+            tensors, metadata = {}, None
+            with safe_open(shard, framework="pt") as handle:
+                metadata = handle.metadata()
+                for name in handle.keys():  # noqa: SIM118 (not a dict)
+                    w = handle.get_tensor(name)
+                    if name in chosen:
+                        w = uv_restore(_read(base_files, name).to(device), w.to(device), p).cpu()
+                    tensors[name] = w.contiguous()
+            save_file(tensors, staging / shard.name, metadata=metadata)
+    return Path(out)

@@ -113,3 +113,36 @@ def test_wide_and_tall_matrices_decompose_alike():
         u, s, v = _svd(m)
         assert torch.allclose((u * s) @ v.mT, m, atol=1e-12)
         assert torch.allclose(u.mT @ u, torch.eye(u.shape[1], dtype=torch.float64), atol=1e-12)
+
+
+def test_restoring_a_checkpoint_writes_a_whole_model_restoring_only_the_chosen_layers(tmp_path):
+    from safetensors.torch import load_file
+
+    from ptbench.fixtures.models.tiny import build_tiny_model
+    from ptbench.pipelines.spectral_pass import restore_checkpoint
+
+    model = build_tiny_model("probe-qwen2", seed=0)
+    model.save_pretrained(tmp_path / "base")
+    base = load_file(tmp_path / "base" / "model.safetensors")
+    layers = model.config.num_hidden_layers
+    names = [f"model.layers.{i}.mlp.up_proj.weight" for i in range(layers)]
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in names:  # rotate each layer's up_proj: singular values kept
+            w = params[name]
+            r, _ = torch.linalg.qr(torch.randn(w.shape[1], w.shape[1], generator=torch.Generator().manual_seed(2)))
+            w.copy_(w @ r)
+    model.save_pretrained(tmp_path / "tuned")
+    same = restore_checkpoint(tmp_path / "base", tmp_path / "base", tmp_path / "self", p=1.0, progress=False)
+    for name, w in load_file(same / "model.safetensors").items():
+        assert torch.allclose(w, base[name], atol=1e-5), name  # onto itself: the identity
+    half = restore_checkpoint(tmp_path / "base", tmp_path / "tuned", tmp_path / "half", p=1.0, q=0.5,
+                              progress=False)
+    restored = load_file(half / "model.safetensors")
+    for i, name in enumerate(names):
+        back = torch.allclose(restored[name], base[name], atol=1e-4)
+        assert back == (i < layers / 2), (i, name)  # only the first half of the layers
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(half)  # a whole, loadable checkpoint
+    assert torch.equal(dict(reloaded.named_parameters())[names[0]].detach(), restored[names[0]])

@@ -174,3 +174,16 @@ def test_a_launch_that_dies_before_probing_leaves_a_record_per_configuration():
                   "'_get_socket_with_port' from 'x'"}
     record = launch_failure("deepspeed-z2-ws2", "torchrun exited with -9:\nKilled")
     assert (record["status"], record["error"]) == ("error", "Killed")
+
+
+def test_an_error_footnote_names_the_raising_frame_and_the_framework_frame_behind_it():
+    from ptbench.fixtures.probes.release_probe import error_summary
+
+    reason = ('Traceback (most recent call last):\n'
+              '  File "/work/main/fixtures/probes/adapters/deepspeed_engine.py", line 126, in __call__\n'
+              '  File "/m/venvs/ds/lib/python3.11/site-packages/deepspeed/comm/torch.py", line 237, in all_gather_into_tensor\n'
+              '  File "/m/layers/torch-2.13.0/torch/distributed/distributed_c10d.py", line 4394, in all_gather_single\n'
+              'RuntimeError: Output 0 of Split is a view')
+    assert error_summary({"reason": reason, "error": "RuntimeError: Output 0 of Split is a view"}) == (
+        "RuntimeError: Output 0 of Split is a view (raised at torch/distributed/distributed_c10d.py:4394 "
+        "in all_gather_single, from deepspeed/comm/torch.py:237 in all_gather_into_tensor)")

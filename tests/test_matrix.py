@@ -167,13 +167,17 @@ def test_a_missing_program_is_na():
 def test_a_launch_that_dies_before_probing_leaves_a_record_per_configuration():
     from ptbench.fixtures.probes.cli import launch_failure
 
-    died = "torchrun exited with 1:\n...\nImportError: cannot import name '_get_socket_with_port' from 'x'"
+    died = ("torchrun exited with 1:\nTraceback (most recent call last):\n  File \"x\", line 1\n"
+            "ImportError: cannot import name '_get_socket_with_port' from 'x'\n=====\n"
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n=====\n  rank : 0")
     assert launch_failure("deepspeed-z2-ws2", died) == {
         "framework": "deepspeed-z2-ws2", "status": "unsupported",
         "reason": "cannot import the framework here: ImportError: cannot import name "
                   "'_get_socket_with_port' from 'x'"}
     record = launch_failure("deepspeed-z2-ws2", "torchrun exited with -9:\nKilled")
-    assert (record["status"], record["error"]) == ("error", "Killed")
+    assert (record["status"], record["error"]) == ("error", "torchrun failed: Killed")
+    record = launch_failure("deepspeed-z2-ws2", "RuntimeError: gloo timed out\n====\nChildFailedError: x")
+    assert record["error"] == "RuntimeError: gloo timed out"
 
 
 def test_an_error_footnote_names_the_raising_frame_and_the_framework_frame_behind_it():

@@ -250,6 +250,23 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Coupling diagnostics measured at every eval point (`ptbench.pipelines.diagnostics`)."""
+
+    n_prompts: int = 16
+    """Fixed held-out probe prompts whose rollouts give the RL-objective gradient."""
+    group_size: int = 8
+    """Rollouts per probe prompt in each of the two independent gradient estimates."""
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(self.n_prompts >= 1, "n_prompts", "an integer >= 1", self.n_prompts)
+        require(self.group_size >= 2, "group_size",
+                "an integer >= 2 (the leave-one-out baseline needs two rollouts)", self.group_size)
+        require(self.temperature > 0, "temperature", "a float > 0", self.temperature)
+
+
+@dataclass(frozen=True)
 class DeepSpeedConfig:
     """Train every stage under a DeepSpeed engine (either backend)."""
 
@@ -293,6 +310,9 @@ class PipelineConfig:
     deepspeed: DeepSpeedConfig | None = None
     """Train under DeepSpeed ZeRO (native: ptbench's engine; trl: the trainer's, through
     accelerate); none: plain data parallelism."""
+    diagnostics: DiagnosticsConfig | None = None
+    """Measure the coupling diagnostics (gradient misalignment, gradient norms, smoothness) at
+    every eval point; none: not measured."""
     description: str = ""
     hardware: dict = field(default_factory=dict)
     """Informational (GPUs, launcher, vLLM) for paper configs; not used on CPU."""
@@ -311,6 +331,10 @@ class PipelineConfig:
 
             require(self.model.removeprefix("tiny:") in TINY_PRESETS, "model",
                     f"'tiny:' + one of {sorted(TINY_PRESETS)}", self.model)
+        if self.diagnostics is not None:
+            require(self.deepspeed is None, "diagnostics",
+                    "none under deepspeed (its gradient hooks own the parameters' gradients)",
+                    self.diagnostics)
         backend = get_backend(self.backend)
         for i, stage in enumerate(self.stages):
             stage_class(stage.kind, i).check(self, i)

@@ -101,9 +101,14 @@ class Anchor:
         return cls(frozen, {n: p.detach().double().cpu().clone() for n, p in frozen.named_parameters()})
 
 
+def eval_max_new_tokens(config) -> int:
+    """Tokens generated per eval completion: `eval.max_new_tokens`, else the stages' largest."""
+    return config.eval.max_new_tokens or max(s.max_new_tokens for s in config.stages)
+
+
 def evaluate(ctx, held_out: HeldOut, base: Anchor, stage_start: Anchor) -> dict[str, float]:
     """Every eval-point measurement, ID and OOD, and the non-decoupling signals."""
-    max_new = ctx.config.eval.max_new_tokens or max(s.max_new_tokens for s in ctx.config.stages)
+    max_new = eval_max_new_tokens(ctx.config)
     m, tok, task = ctx.model, ctx.tokenizer, ctx.task
     val = {"eval/val_accuracy": greedy_accuracy(m, tok, task, held_out.val, max_new)
            } if held_out.val else {}

@@ -33,12 +33,14 @@ def sft_gradient(model: torch.nn.Module, demonstrations: dict) -> torch.Tensor:
     return _gradient(model, sft_loss(logp, mask))
 
 
-def rl_gradient(model: torch.nn.Module, rollouts: dict) -> torch.Tensor:
-    """Flat gradient of the token-mean policy loss on fixed `rollouts` (input_ids,
-    attention_mask, labels of the completion tokens, advantages [B]), on-policy."""
+def rl_gradient(model: torch.nn.Module, rollouts: dict, loss_agg: str = "token-mean") -> torch.Tensor:
+    """Flat gradient of the policy loss (aggregated by `loss_agg`) on fixed `rollouts`
+    (input_ids, attention_mask, labels of the completion tokens, advantages [B]), on-policy.
+    With 'seq-mean-token-sum' it is -mean_i A_i grad log pi(y_i | x_i), the REINFORCE estimate of
+    minus the gradient of the expected reward when A_i is a baseline-corrected reward."""
     logp, mask = token_logprobs(model, rollouts)
     advantages = rollouts["advantages"].to(logp.device, logp.dtype)
-    return _gradient(model, policy_loss(logp, logp.detach(), advantages, mask))
+    return _gradient(model, policy_loss(logp, logp.detach(), advantages, mask, loss_agg=loss_agg))
 
 
 def gradient_cosine(model: torch.nn.Module, demonstrations: dict, rollouts: dict) -> float:

@@ -36,7 +36,8 @@ from ptbench.pipelines.checkpoint import (
 )
 from ptbench.pipelines.config import ConfigError, PipelineConfig
 from ptbench.pipelines.context import RunContext
-from ptbench.pipelines.evaluation import Anchor, HeldOut, evaluate
+from ptbench.pipelines.diagnostics import Diagnostics
+from ptbench.pipelines.evaluation import Anchor, HeldOut, eval_max_new_tokens, evaluate
 from ptbench.pipelines.flops import FlopsLedger, ModelShape
 from ptbench.pipelines.process import run_process_state
 from ptbench.pipelines.schedule import set_lr
@@ -119,6 +120,8 @@ def _run(ctx: RunContext, out: Path, resume: bool, stop_after: int | None) -> Pa
     config, main_rank = ctx.config, distributed.is_main()
     base = Anchor.of(ctx.model)
     held_out = HeldOut.draw(ctx.task, ctx.tokenizer, config.eval, config.seed)
+    diagnostics = (Diagnostics(config.diagnostics, ctx.task, config.seed)
+                   if config.diagnostics is not None else None)
     tracker = Tracker(out / "metrics.jsonl", config.name, config.seed)  # written by rank 0 only
     state, saved, path = RunnerState(), None, latest_checkpoint(out) if resume else None
     if path is not None:
@@ -149,6 +152,9 @@ def _run(ctx: RunContext, out: Path, resume: bool, stop_after: int | None) -> Pa
             if evaluated and main_rank:
                 with ctx.precision():
                     metrics.update(evaluate(ctx, held_out, base, _start))
+                    if diagnostics is not None:
+                        metrics.update(diagnostics.measure(ctx, held_out.demos,
+                                                           eval_max_new_tokens(config), at.global_step))
             if main_rank:
                 flops = ctx.counters.ledger
                 tracker.log(_name, at.stage_index, at.step, at.global_step,

@@ -5,6 +5,8 @@
     ptbench matrix run PACKAGE==VERSION ... | ptbench matrix table
     ptbench report [--store URL] [--out DIR]
     ptbench compare COMPARISON --out DIR [--dry-run]
+    ptbench diagnose STUDY --out DIR
+    ptbench spectral BASE TUNED --out DIR [--restore P:Q ...] [--eval TASK]
     torchrun --standalone --nproc-per-node 2 -m ptbench.cli run CONFIG --out DIR
 
 `ptbench SUBCOMMAND --help` describes each subcommand.
@@ -50,6 +52,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in (
     Subcommand("matrix", "ptbench.fixtures.probes.matrix"),
     Subcommand("report", "ptbench.reports.cli"),
     Subcommand("compare", "ptbench.comparison.cli"),
+    Subcommand("diagnose", "ptbench.comparison.diagnose_cli"),
+    Subcommand("spectral", "ptbench.comparison.spectral_cli"),
 )}
 
 

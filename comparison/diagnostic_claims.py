@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ptbench.pipelines.config import require
 from ptbench.reports.stats import ClaimResult, paired_claim, premise_not_met
 
 
@@ -42,8 +43,8 @@ class Premises:
     def __post_init__(self) -> None:
         for name in ("ce_epsilon", "grad_norm_max", "reward_margin", "min_ood_loss"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"Premises.{name}: expected a positive number, got {value!r}")
+            require(not isinstance(value, bool) and isinstance(value, int | float) and value > 0,
+                    name, "a positive number", value)
 
 
 def _lengths(**series: Sequence[float]) -> int:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -104,19 +105,43 @@ def spectral_pass(base: str | Path, tuned: str | Path, k: int = 16, cache: Path 
     return rows
 
 
-def restore_checkpoint(base: str | Path, tuned: str | Path, out: str | Path, p: float,
-                       q: float = 1.0, device: str | None = None, progress: bool = True) -> Path:
-    """Write a copy of `tuned` (safetensors and its other files) to `out` in which every compared
-    matrix of the first q fraction of layers has the base's singular vectors for its top-p
-    fraction of singular values (`spectral.uv_restore`); embed_tokens and lm_head count as
-    outside the layers and are restored only when q = 1. One matrix at a time; `out` appears
-    whole or not at all."""
+def rewrite_checkpoint(tuned: str | Path, out: str | Path,
+                       change: Callable[[str, torch.Tensor], torch.Tensor | None], desc: str,
+                       progress: bool = True) -> Path:
+    """Copy the checkpoint `tuned` to `out` (safetensors and its other files), each tensor
+    replaced by `change(name, tensor)` unless that returns None. One shard in memory at a time;
+    `out` appears whole or not at all."""
     import shutil
 
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     from ptbench.fixtures.atomic import building_dir
+
+    tuned_dir = Path(tuned) if Path(tuned).is_dir() else Path(tuned).parent
+    with building_dir(out, replace=True) as staging:
+        for f in tuned_dir.iterdir():
+            if f.is_file() and f.suffix != ".safetensors" and f.name != "trainer_state.pt":
+                shutil.copy2(f, staging / f.name)
+        for shard in tqdm(sorted(set(shards(tuned).values())), desc=desc, unit="file",
+                          disable=not progress):
+            tensors, metadata = {}, None
+            with safe_open(shard, framework="pt") as handle:
+                metadata = handle.metadata()
+                for name in handle.keys():  # noqa: SIM118 (not a dict)
+                    w = handle.get_tensor(name)
+                    changed = change(name, w)
+                    tensors[name] = (w if changed is None else changed).contiguous()
+            save_file(tensors, staging / shard.name, metadata=metadata)
+    return Path(out)
+
+
+def restore_checkpoint(base: str | Path, tuned: str | Path, out: str | Path, p: float,
+                       q: float = 1.0, device: str | None = None, progress: bool = True) -> Path:
+    """Write a copy of `tuned` to `out` in which every compared matrix of the first q fraction
+    of layers has the base's singular vectors for its top-p fraction of singular values
+    (`spectral.uv_restore`); embed_tokens and lm_head count as outside the layers and are
+    restored only when q = 1. One matrix at a time; `out` appears whole or not at all."""
     from ptbench.pipelines.spectral import uv_restore
 
     if not 0.0 <= q <= 1.0:
@@ -127,20 +152,29 @@ def restore_checkpoint(base: str | Path, tuned: str | Path, out: str | Path, p: 
     chosen = {name for name, layer, _ in matrices([n for n in tuned_files if n in base_files])
               if (layer is not None and layer < cut) or (layer is None and q >= 1.0)}
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tuned_dir = Path(tuned) if Path(tuned).is_dir() else Path(tuned).parent
-    with building_dir(out, replace=True) as staging:
-        for f in tuned_dir.iterdir():
-            if f.is_file() and f.suffix != ".safetensors":
-                shutil.copy2(f, staging / f.name)
-        for shard in tqdm(sorted(set(tuned_files.values())), desc="restore", unit="file",
-                          disable=not progress):
-            tensors, metadata = {}, None
-            with safe_open(shard, framework="pt") as handle:
-                metadata = handle.metadata()
-                for name in handle.keys():  # noqa: SIM118 (not a dict)
-                    w = handle.get_tensor(name)
-                    if name in chosen:
-                        w = uv_restore(_read(base_files, name).to(device), w.to(device), p).cpu()
-                    tensors[name] = w.contiguous()
-            save_file(tensors, staging / shard.name, metadata=metadata)
-    return Path(out)
+
+    def change(name: str, w: torch.Tensor) -> torch.Tensor | None:
+        if name not in chosen:
+            return None
+        return uv_restore(_read(base_files, name).to(device), w.to(device), p).cpu()
+
+    return rewrite_checkpoint(tuned, out, change, "restore", progress)
+
+
+def random_perturbation(base: str | Path, tuned: str | Path, out: str | Path, seed: int = 0,
+                        progress: bool = True) -> Path:
+    """A copy of `base` in which every compared matrix W0 becomes W0 + E, E Gaussian with the
+    Frobenius norm of the fine-tuning change ||W1 - W0|| (W1 from `tuned`): the baseline a
+    rotation is judged against (any change of that size rotates the singular vectors some)."""
+    tuned_files, base_files = shards(tuned), shards(base)
+    chosen = {name for name, _, _ in matrices([n for n in base_files if n in tuned_files])}
+    generator = torch.Generator().manual_seed(seed)
+
+    def change(name: str, w0: torch.Tensor) -> torch.Tensor | None:
+        if name not in chosen:
+            return None
+        size = float((_read(tuned_files, name).double() - w0.double()).norm())
+        noise = torch.randn(w0.shape, generator=generator, dtype=torch.float64)
+        return (w0.double() + noise * (size / float(noise.norm()))).to(w0.dtype)
+
+    return rewrite_checkpoint(base, out, change, "perturb", progress)

@@ -1,7 +1,7 @@
 """Build the nightly report of a run: verdict first, then what changed by severity, the probe
 matrix, training curves, accuracy vs FLOPs, history, the version matrix, and the sections that
-later work fills (paper reproduction), the pipeline comparison when the run holds one, each
-saying why when empty.
+later work fills (paper reproduction), the pipeline comparison and the diagnostics study when
+the run holds one, each saying why when empty.
 
     build_report(store, out_dir) -> BuiltReport(html, markdown, comparison)
 """
@@ -20,6 +20,7 @@ from ptbench.fixtures.atomic import write_text_atomic
 from ptbench.reports import sections, stats
 from ptbench.reports.comparisons import comparison_section
 from ptbench.reports.db import ResultsStore
+from ptbench.reports.diagnostics import diagnostics_section
 from ptbench.reports.render import Items, Report, Section, Table, Text, to_html, to_markdown
 from ptbench.reports.verdicts import RunComparison, compare_runs
 
@@ -145,7 +146,8 @@ def build_report(store: ResultsStore, out_dir: str | Path, *, run_id: int | None
                   sections.probe_matrix(current), sections.training_curves(current),
                   sections.accuracy_vs_flops(current),
                   sections.history(past, result.current.id), version_matrix_section(store),
-                  bug_zoo_section(store), comparison_section(current), reproduction_section()])
+                  bug_zoo_section(store), comparison_section(current), diagnostics_section(current),
+                  reproduction_section()])
     out = Path(out_dir)
     html = write_text_atomic(out / "report.html", to_html(report))
     markdown = write_text_atomic(out / "report.md", to_markdown(report))

@@ -32,8 +32,7 @@ def _claim(c: dict) -> Measurement:
 
 def _claim_with_bug(c: dict, bug: str) -> Measurement:
     """Under a bug a claim has no expected verdict: its paired difference is tracked."""
-    return Measurement(metric=CLAIM_WITH_BUG, value=float("nan") if c["mean"] is None
-                       else c["mean"], direction="none", config=c["name"],
+    return Measurement(metric=CLAIM_WITH_BUG, value=c["mean"], direction="none", config=c["name"],
                        pipeline=f"{c['a']} vs {c['b']}", detail=c["explain"],
                        labels={"verdict": c["verdict"], "bug": bug})
 
@@ -43,7 +42,8 @@ def measurements_from_comparison(summary: dict) -> list[Measurement]:
     name = summary["name"]
     found = [_claim(c) for c in summary.get("claims", [])]
     for bug in summary.get("bugs", []):
-        found += [_claim_with_bug(c, bug["name"]) for c in bug["claims"]]
+        # (a claim without a paired difference has no value: NaN cannot be judged night to night)
+        found += [_claim_with_bug(c, bug["name"]) for c in bug["claims"] if c["mean"] is not None]
     for pipeline, v in summary.get("learning", {}).items():
         found.append(Measurement(metric=LEARNS, value=1.0 if v["learns"] else 0.0, kind="status",
                                  status="pass" if v["learns"] else "fail", pipeline=pipeline,

@@ -3,7 +3,10 @@
     measurements_from_metrics(path)        a pipeline run's metrics.jsonl  (ptbench run)
     measurements_from_probe_results(path)  a probes results JSON (ptbench probe --out, the
                                            version matrix's results/*.json, --ptbench-results)
-    import_path(store, path)               either of them (or a run folder) into a ResultsStore
+    comparison_run(path)                   a comparison.json (ptbench compare)
+    zoo_run(path)                          a zoo.json (ptbench matrix zoo)
+    study_run(path)                        a study.json (ptbench diagnose)
+    import_path(store, path)               any of them (or a run folder) into a ResultsStore
 
 These are the only readers of those formats that the reports use; everything downstream
 reads `RunInfo` and `Measurement` from the store.
@@ -184,6 +187,19 @@ def comparison_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
     return info, measurements_from_comparison(summary)
 
 
+def study_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
+    """A `ptbench diagnose` summary (study.json) as a 'diagnostics' run."""
+    from ptbench.reports.diagnostics import measurements_from_study
+
+    summary = json.loads(path.read_text())
+    started = summary.get("started") or datetime.fromtimestamp(
+        path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    info = RunInfo(kind="diagnostics", started=started,
+                   labels={"source": str(path), "source_sha256": _sha256(path),
+                           "study": summary.get("name", "")})
+    return info, measurements_from_study(summary)
+
+
 ZOO_STATUS = {"confirmed": "pass", "changed": "fail", "not reproduced": "fail"}
 """A zoo case's status as a measurement status; 'cannot run' measured nothing."""
 
@@ -212,7 +228,8 @@ def zoo_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
 
 
 def read_path(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
-    """The run in a metrics.jsonl, a probes results JSON, or a run folder's metrics.jsonl."""
+    """The run in a metrics.jsonl, a comparison.json, a zoo.json, a study.json, a probes results
+    JSON, or a run folder's metrics.jsonl."""
     path = Path(path)
     if path.is_dir():
         if not (path / "metrics.jsonl").is_file():
@@ -226,10 +243,12 @@ def read_path(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
         return comparison_run(path)
     if path.suffix == ".json" and path.name == "zoo.json":
         return zoo_run(path)
+    if path.suffix == ".json" and path.name == "study.json":
+        return study_run(path)
     if path.suffix == ".json":
         return measurements_from_probe_results(path)
     raise ValueError(f"{path}: cannot import it: expected a metrics.jsonl, a probes results "
-                     ".json or a pipeline run folder")
+                     ".json (or comparison.json, zoo.json, study.json) or a pipeline run folder")
 
 
 def import_path(store: ResultsStore, path: str | os.PathLike, *, again: bool = False) -> int:

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 WIDTH, HEIGHT = 6.4, 3.6
@@ -24,13 +25,15 @@ def data_uri(fig) -> str:
 
 
 def seed_bands(frame: pd.DataFrame, x: str, y: str, group: str, *, title: str, xlabel: str,
-               ylabel: str) -> str:
-    """One line per `group` (mean over seeds of `y` at each `x`) with a min-max band over seeds."""
+               ylabel: str, markers: bool = False) -> str:
+    """One line per `group` (mean over seeds of `y` at each `x`) with a min-max band over seeds;
+    `markers`: a dot at each point too (a run of one point shows)."""
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     for name, rows in frame.groupby(group, sort=True):
         by_x = rows.groupby(x)["value"]
         mean, low, high = by_x.mean(), by_x.min(), by_x.max()
-        (line,) = ax.plot(mean.index, mean.values, label=str(name), linewidth=1.5)
+        (line,) = ax.plot(mean.index, mean.values, label=str(name), linewidth=1.5,
+                          marker="o" if markers else None, markersize=3)
         if rows["seed"].nunique() > 1:
             ax.fill_between(mean.index, low.values, high.values, alpha=0.2, color=line.get_color())
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
@@ -79,4 +82,45 @@ def history(series: pd.DataFrame, *, title: str, ylabel: str) -> str:
     ax.set(title=title, ylabel=ylabel, xlabel="run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    return data_uri(fig)
+
+
+def curves_with_marks(panels: dict[str, pd.Series], marks: dict[str, float], *, title: str,
+                      xlabel: str) -> str:
+    """One panel per entry of `panels` (a series of y indexed by x), stacked on a shared x axis,
+    each with a vertical line at every `marks` x (labelled in the first panel's legend)."""
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
+                             figsize=(WIDTH, HEIGHT * 0.6 * max(len(panels), 1) + 0.6))
+    styles = ("--", ":", "-.")
+    for i, (ax, (ylabel, series)) in enumerate(zip(axes[:, 0], panels.items(), strict=True)):
+        ax.plot(series.index, series.values, marker="o", markersize=3, linewidth=1.5)
+        for j, (name, x) in enumerate(marks.items()):
+            ax.axvline(x, color=f"C{j + 1}", linestyle=styles[j % len(styles)], linewidth=1.2,
+                       label=name if i == 0 else None)
+        ax.set(ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel(xlabel)
+    if marks:
+        axes[0, 0].legend(fontsize=7)
+    return data_uri(fig)
+
+
+def heatmap(table: pd.DataFrame, *, title: str, xlabel: str, ylabel: str, colorbar: str) -> str:
+    """`table`'s cells coloured by value (rows down, columns across; NaN left blank), each cell
+    written out when the table is small enough to read them."""
+    values = table.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(max(WIDTH * 0.6, 0.8 * table.shape[1] + 1.5),
+                                    max(HEIGHT * 0.6, 0.4 * table.shape[0] + 1.2)))
+    image = ax.imshow(values, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=45, ha="right",
+                  fontsize=7)
+    ax.set_yticks(range(table.shape[0]), [str(r) for r in table.index], fontsize=7)
+    if values.size <= 120:
+        for (row, column), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(column, row, f"{value:.2g}", ha="center", va="center", fontsize=6,
+                        color="black" if image.norm(value) > 0.6 else "white")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.colorbar(image, ax=ax, label=colorbar)
     return data_uri(fig)

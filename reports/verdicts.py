@@ -37,8 +37,10 @@ class SeriesVerdict:
         return stats.sort_key(self.comparison.verdict, self.comparison.relative_change, self.series)
 
 
-DESCRIPTIVE_LABELS = frozenset({"tolerance"})
-"""Labels that describe a measurement without making it another series (a probe's tolerance)."""
+DESCRIPTIVE_LABELS = frozenset({"tolerance", "verdict", "expect"})
+"""Labels that describe a measurement without making it another series (a probe's tolerance; a
+claim's verdict and expected verdict: a claim whose verdict changed stays one series, so the
+change is seen as newly failing)."""
 
 
 def series_key(m: Measurement) -> tuple:

@@ -93,5 +93,5 @@ def test_restore_claim_and_the_recovered_fraction():
 
 
 def test_premise_thresholds_are_checked():
-    with pytest.raises(ValueError, match="Premises.ce_epsilon: expected a positive number"):
+    with pytest.raises(ValueError, match="ce_epsilon: expected a positive number"):
         Premises(ce_epsilon=0)

@@ -152,7 +152,7 @@ def test_the_html_report_passes_in_a_real_browser(tmp_path):
     assert check.problems() == []
     assert (tmp_path / "out" / "report.png").stat().st_size > 10_000
     html = built.html.read_text()
-    assert html.count('class="ptbench-section"') == 10 and "data:image/png;base64," in html
+    assert html.count('class="ptbench-section"') == 11 and "data:image/png;base64," in html
 
 
 def test_a_series_key_ignores_seed_and_step():

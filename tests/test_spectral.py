@@ -146,3 +146,26 @@ def test_restoring_a_checkpoint_writes_a_whole_model_restoring_only_the_chosen_l
 
     reloaded = AutoModelForCausalLM.from_pretrained(half)  # a whole, loadable checkpoint
     assert torch.equal(dict(reloaded.named_parameters())[names[0]].detach(), restored[names[0]])
+
+
+def test_a_random_perturbation_has_the_fine_tuning_change_norm_per_matrix(tmp_path):
+    from safetensors.torch import load_file
+
+    from ptbench.fixtures.models.tiny import build_tiny_model
+    from ptbench.pipelines.spectral_pass import matrices, random_perturbation
+
+    build_tiny_model("probe-qwen2", seed=0).save_pretrained(tmp_path / "base")
+    build_tiny_model("probe-qwen2", seed=1).save_pretrained(tmp_path / "tuned")
+    noise = random_perturbation(tmp_path / "base", tmp_path / "tuned", tmp_path / "noise", seed=3,
+                                progress=False)
+    base, tuned, noisy = (load_file(p / "model.safetensors") for p in
+                          (tmp_path / "base", tmp_path / "tuned", noise))
+    compared = {name for name, _, _ in matrices(list(base))}
+    assert compared and compared < set(base)  # norms and biases are not compared
+    for name, w0 in base.items():
+        if name in compared:
+            change = (noisy[name].double() - w0.double()).norm()
+            assert float(change) == pytest.approx(float((tuned[name].double() - w0.double()).norm()), rel=1e-5)
+            assert not torch.allclose(noisy[name], tuned[name])
+        else:
+            assert torch.equal(noisy[name], w0), name

@@ -103,9 +103,11 @@ def vectors_rotate_more(scores: Sequence[float]) -> ClaimResult:
 
 
 def restore_recovers(ood_base: Sequence[float], ood_sft: Sequence[float],
-                     ood_restored: Sequence[float], premises: Premises = Premises()) -> ClaimResult:
-    """Per seed OOD accuracy of the base, the SFT model and the UV-restored SFT model."""
-    name = "UV restore recovers part of the OOD accuracy SFT lost"
+                     ood_restored: Sequence[float], premises: Premises = Premises(),
+                     name: str = "UV restore recovers part of the OOD accuracy SFT lost"
+                     ) -> ClaimResult:
+    """Per seed OOD accuracy of the base (or the model before SFT lost OOD accuracy), the SFT
+    model and the restored SFT model (by UV restore, or by RL for `name` saying so)."""
     _lengths(ood_base=ood_base, ood_sft=ood_sft, ood_restored=ood_restored)
     lost = min(b - s for b, s in zip(ood_base, ood_sft, strict=True))
     if lost < premises.min_ood_loss:

@@ -147,15 +147,16 @@ def judge(study: Study, seeds: list[dict]) -> list[dict]:
         "sft_vectors_rotate_more": vectors_rotate_more([s["rotation"]["sft"] for s in seeds]),
         "rl_vectors_rotate_more": vectors_rotate_more([s["rotation"]["rl"] for s in seeds]),
         "restore_recovers": restore_recovers(peak, sft, restored["peak"], c.premises),
-        "rl_recovers_ood": restore_recovers(peak, sft, [s["evaluated"]["rl"]["ood"] for s in seeds],
-                                            c.premises),
-        "unrelated_restore_recovers": restore_recovers(peak, sft, restored["unrelated"], c.premises),
+        "rl_recovers_ood": restore_recovers(
+            peak, sft, [s["evaluated"]["rl"]["ood"] for s in seeds], c.premises,
+            name="RL from the last SFT checkpoint recovers part of the OOD accuracy SFT lost"),
+        "unrelated_restore_recovers": restore_recovers(
+            peak, sft, restored["unrelated"], c.premises,
+            name="planted: UV restore from an unrelated model recovers part of the lost OOD accuracy"),
     }
     names = {"reward_falls_during_sft": "RL from the base, then SFT: ",
              "reward_falls_during_sft_after_rl": "SFT-then-RL, then SFT: ",
-             "sft_vectors_rotate_more": "base -> SFT: ", "rl_vectors_rotate_more": "SFT -> SFT+RL: ",
-             "rl_recovers_ood": "RL (not UV restore) ", "unrelated_restore_recovers":
-             "planted: restore from an unrelated model "}
+             "sft_vectors_rotate_more": "base -> SFT: ", "rl_vectors_rotate_more": "SFT -> SFT+RL: "}
     assert tuple(results) == CLAIM_KEYS
     claims = [claim_json(replace(r, name=names.get(k, "") + r.name) if k in names else r, k)
               for k, r in results.items()]

@@ -96,3 +96,45 @@ def test_sft_floor_and_pl():
     floor = ca.ce_floor(points)
     assert floor == 0.2
     assert ca.sft_pl(points, floor) == pytest.approx(min(4.0 / 1.6, 1.0 / 0.6))
+
+
+def three_seeds(peak: float, last: float, restored: float, unrelated: float) -> list[dict]:
+    """The stored one-seed quick study's record as three seeds with the OOD accuracies given."""
+    import copy
+    import json
+
+    record = json.loads((Path(__file__).parent / "data" / "diagnostics-study.json").read_text())["seeds"][0]
+    seeds = []
+    for i, jitter in enumerate((0.0, 0.01, -0.01)):
+        s = copy.deepcopy(record)
+        s["seed"] = i
+        s["evaluated"]["peak"]["ood"], s["evaluated"]["sft"]["ood"] = peak + jitter, last
+        for r in s["restore"]:
+            r["ood"] = (unrelated if r["reference"] == "unrelated" else restored) + jitter
+        seeds.append(s)
+    return seeds
+
+
+def test_judge_reads_the_right_numbers_and_a_broken_premise_flips_the_verdict():
+    from ptbench.comparison.study import judge
+
+    study = load_study(STUDIES / "tiny-arithmetic-quick.yaml")
+    verdicts = {c["key"]: c["verdict"] for c in judge(study, three_seeds(0.6, 0.3, 0.45, 0.0))}
+    assert verdicts["restore_recovers"] == "held"
+    assert verdicts["unrelated_restore_recovers"] == "not held"  # the planted case
+    broken = {c["key"]: c for c in judge(study, three_seeds(0.3, 0.3, 0.45, 0.0))}  # nothing lost
+    assert broken["restore_recovers"]["verdict"] == "premise not met"
+    assert broken["restore_recovers"]["measured"] == pytest.approx(-0.01)
+
+
+def test_the_summary_names_each_premise_with_its_threshold_and_every_claim():
+    import json
+
+    from ptbench.comparison.study_summary import render
+
+    summary = json.loads((Path(__file__).parent / "data" / "diagnostics-study.json").read_text())
+    text = render(summary)
+    for needle in ("needs <= 0.05", "needs <= 1", "needs >= 0.05", "predicted best RL step",
+                   "rotation score per seed", "| p = 0.2 |"):
+        assert needle in text, needle
+    assert text.count("\n- **") == len(summary["claims"])

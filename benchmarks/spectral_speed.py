@@ -59,12 +59,24 @@ def write_checkpoints(work: Path) -> tuple[Path, Path, int]:
     return work / "base", work / "tuned", params
 
 
+def render(result: dict) -> str:
+    """The stored figures in one sentence."""
+    return (f"Spectral pass, base against one fine-tuned checkpoint of Qwen2.5-0.5B shapes "
+            f"({result['parameters'] / 1e6:.0f}M parameters, top {result['k']} directions, 2 "
+            f"cores): {result['seconds']:.0f} s wall, peak resident memory "
+            f"{result['peak_rss_gib']:.2f} GiB (target: {result['target']}).\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="/tmp/ptbench-spectral-bench")
     p.add_argument("--out", default=None)
     p.add_argument("--k", type=int, default=16)
+    p.add_argument("--show", default=None, metavar="JSON", help="print stored figures and exit")
     args = p.parse_args()
+    if args.show:
+        print(render(json.loads(Path(args.show).read_text())), end="")
+        return 0
     work = Path(args.work)
     base, tuned, params = write_checkpoints(work)
     print(f"wrote two {params / 1e6:.0f}M-parameter checkpoints under {work}", file=sys.stderr)
@@ -77,9 +89,11 @@ def main() -> int:
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
     result = {"parameters": params, "seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2),
               "k": args.k, "target": "under 600 s and 8 GiB"}
-    print(json.dumps(result))
+    print(render(result), end="")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        from ptbench.fixtures.atomic import write_text_atomic
+
+        write_text_atomic(args.out, json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -45,6 +45,13 @@ from ptbench.pipelines.stages import build_stage
 from ptbench.pipelines.tracking import Tracker
 
 TRAIN_POOL = 4000
+"""Training examples a run draws from (all of them when a task has fewer, `task.size`)."""
+
+
+def train_pool(task, seed: int) -> list:
+    """The run's training examples: TRAIN_POOL of them, or every one of a smaller task."""
+    size = task.size("train", seed) if hasattr(task, "size") else TRAIN_POOL
+    return task.examples("train", min(TRAIN_POOL, size), seed=seed)
 
 
 def check_launch(config: PipelineConfig, world: int) -> None:
@@ -79,7 +86,7 @@ def start_context(config: PipelineConfig, cache: Path) -> RunContext:
     weights = torch.bfloat16 if bf16 and config.deepspeed is not None else torch.float32
     model, tokenizer = load_base_model(config, task, cache, device, weights)
     return RunContext(config, get_backend(config.backend), model, tokenizer, task,
-                      task.examples("train", TRAIN_POOL, seed=config.seed),
+                      train_pool(task, config.seed),
                       torch.Generator().manual_seed(config.seed),
                       Counters(ModelShape.from_config(model.config), tokenizer), bf16=bf16)
 

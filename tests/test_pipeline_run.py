@@ -290,3 +290,18 @@ def test_vllm_generation_without_vllm_fails_at_launch_naming_the_field(tmp_path)
 def test_generation_errors_name_the_field_at_load(changes, stage, message):
     with pytest.raises(ConfigError, match=message):
         _config(stages=[stage], **changes)
+
+
+def test_a_task_with_fewer_training_rows_than_the_pool_runs(tmp_path):
+    """The CoLA fixture has 5 training sentences: the run draws from all of them, and the
+    tiny base model's corpus cycles through them."""
+    from ptbench.fixtures.tasks import get_task
+    from ptbench.pipelines.run import TRAIN_POOL, train_pool
+
+    task = get_task("cola")
+    assert len(train_pool(task, 0)) == task.size("train", 0) < TRAIN_POOL
+    assert len(task.corpus(40, seed=0)) == 40
+    config = _config(task={"name": "cola"}, eval={"every": 2, "n_id": 2, "n_ood": 2, "n_demos": 2,
+                                                  "n_reward": 2})
+    rows = Tracker.read(run_pipeline(config, tmp_path / "cola"))
+    assert {r.stage for r in rows} == {"0:sft", "1:rl"}

@@ -116,7 +116,17 @@ def restore(summary: dict) -> list[str]:
         return _mean([next(r["ood"] for r in s["restore"] if r["reference"] == reference
                            and r["p"] == p and r["q"] == q) for s in seeds])
 
-    rows = [[f"p = {p:g}", *(_f(ood("peak", p, q)) for q in qs)] for p in ps]
+    lost = [s["evaluated"]["peak"]["ood"] - s["evaluated"]["sft"]["ood"] for s in seeds]
+
+    def cell(p: float, q: float) -> str:
+        if min(lost) <= 0:
+            return _f(ood("peak", p, q))
+        recovered = _mean([(next(r["ood"] for r in s["restore"] if r["reference"] == "peak"
+                                 and r["p"] == p and r["q"] == q) - s["evaluated"]["sft"]["ood"]) / d
+                           for s, d in zip(seeds, lost, strict=True)])
+        return f"{_f(ood('peak', p, q))} ({recovered:+.0%} of the loss)"
+
+    rows = [[f"p = {p:g}", *(cell(p, q) for q in qs)] for p in ps]
     mark = next(r for r in seeds[0]["restore"] if r["reference"] == "unrelated")
     ev = {k: _mean([s["evaluated"][k]["ood"] for s in seeds]) for k in ("base", "peak", "sft", "rl")}
     return ["UV restore of the last SFT checkpoint from the OOD-peak checkpoint: mean OOD accuracy "
@@ -126,9 +136,29 @@ def restore(summary: dict) -> list[str]:
             *_table(["", *(f"q = {q:g}" for q in qs)], rows)]
 
 
+def misalignment(summary: dict) -> list[str]:
+    """cos(grad S, grad R) at the first and last eval point of each run, mean over seeds."""
+    runs: dict[str, list[list[dict]]] = {}
+    for s in summary["seeds"]:
+        named = {"SFT sweep": s["sft_curve"], "RL from the base (then SFT): RL": s["reverse_curves"]["0:rl"],
+                 "RL from the base, then SFT: SFT": s["reverse_curves"]["1:sft"],
+                 "SFT after SFT-then-RL": s["sft_after_rl_curve"]}
+        named.update({f"RL from SFT step {k}": v for k, v in s["rl_curves"].items()})
+        for name, points in named.items():
+            runs.setdefault(name, []).append([p for p in points if p["cosine"] is not None])
+
+    def at(curves: list[list[dict]], i: int) -> str:
+        values = [c[i]["cosine"] for c in curves if c]
+        return _f(_mean(values)) if values else "-"
+
+    rows = [[name, at(curves, 0), at(curves, -1)] for name, curves in runs.items()]
+    return ["Gradient misalignment cos(grad S, grad R) (S: SFT loss, R = -reward; fresh rollouts), "
+            "mean over seeds:", "", *_table(["run", "first eval point", "last eval point"], rows)]
+
+
 def render(summary: dict) -> str:
-    lines = [*premises(summary), *claims(summary), *coupling(summary), *sweep(summary),
-             *spectral(summary), *restore(summary)]
+    lines = [*premises(summary), *claims(summary), *coupling(summary), *misalignment(summary),
+             *sweep(summary), *spectral(summary), *restore(summary)]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

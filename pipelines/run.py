@@ -6,7 +6,8 @@ Writes `metrics.jsonl` (one row per measurement, see `tracking`) and checkpoints
 `checkpoint`) at every stage boundary and every `checkpoint_every` steps. `--resume` continues a
 killed run from its last checkpoint with identical results on CPU. The loop is below; the pieces
 it composes each own one idea: `base_model` (the starting policy), `evaluation` (held-out data,
-eval points), `accounting` (FLOPs and tokens), `checkpoint` (the saved record), `schedule` (lr),
+eval points), `diagnostics` (gradient coupling at eval points, when switched on), `accounting`
+(FLOPs and tokens), `checkpoint` (the saved record), `schedule` (lr),
 `process` (seeds and threads, restored at the end), the stages and the backend.
 """
 

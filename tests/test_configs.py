@@ -21,7 +21,8 @@ PIPELINES = ("sft", "rl", "sft_then_rl", "rl_then_sft", "truncated_sft_then_rl",
 
 def test_every_pipeline_has_tiny_configs_for_both_cpu_tasks():
     names = {p.stem for p in CONFIGS if p.parent.name == "tiny"}
-    assert names == {f"{p}-{t}" for p in PIPELINES for t in ("arithmetic", "generalpoints")}
+    assert names == ({f"{p}-{t}" for p in PIPELINES for t in ("arithmetic", "generalpoints")}
+                     | {"sft_then_rl-cola", "rl_then_sft-cola"})  # the CoLA diagnostics study
     assert len([p for p in CONFIGS if p.parent.name == "paper"]) == 8
 
 

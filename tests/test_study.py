@@ -17,7 +17,7 @@ from ptbench.pipelines.coupling import optimal_rl_steps, sft_rise_per_step
 STUDIES = Path(__file__).resolve().parents[1] / "configs" / "diagnostics"
 
 
-@pytest.mark.parametrize("name", ["tiny-arithmetic.yaml", "tiny-arithmetic-quick.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in STUDIES.glob("*.yaml")))
 def test_shipped_studies_load(name):
     study = load_study(STUDIES / name)
     sft = study.sft_run(study.config.seeds[0])

@@ -6,7 +6,7 @@
     ptbench report [--store URL] [--out DIR]
     ptbench compare COMPARISON --out DIR [--dry-run]
     ptbench diagnose STUDY --out DIR
-    ptbench spectral BASE TUNED --out DIR [--restore P:Q ...] [--eval TASK]
+    ptbench spectral BASE TUNED --out DIR [--restore P:Q ...] [--task TASK]
     torchrun --standalone --nproc-per-node 2 -m ptbench.cli run CONFIG --out DIR
 
 `ptbench SUBCOMMAND --help` describes each subcommand.

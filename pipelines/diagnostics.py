@@ -11,8 +11,10 @@ At every eval point, on fixed held-out probes:
                          the gradient is smaller than the sampling noise
     diag/rl_grad_norm    sqrt(diag/rl_grad_sq) (absent when that is <= 0)
     diag/grad_cosine     cos(grad S, grad R) with R = -J, the RL loss:
-                         <grad S, -(g1 + g2) / 2> / (||grad S|| ||grad J||), the debiased norm
-                         below; < 0 means an RL step raises S to first order (absent with it)
+                         <grad S, -(g1 + g2) / 2> / (||grad S|| ||grad J||), both estimates
+                         unbiased; < 0 means an RL step raises S to first order. Absent where
+                         rl_grad_sq <= 0; beyond [-1, 1] where grad J is near the sampling noise
+                         (a small rl_grad_sq): read it with rl_grad_sq beside it
     diag/probe_reward    mean reward of the probe rollouts (the estimate of J)
     diag/sft_smoothness  ||grad S(theta) - grad S(theta')|| / ||theta - theta'|| for the previous
                          eval point theta': the secant estimate of S's smoothness constant L

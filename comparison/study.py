@@ -183,7 +183,9 @@ def run_study(study: Study, out: str | Path, *, workers: int = 1, cache: str | P
     for seed in study.config.seeds:
         say(f"spectral tables and UV-restore sweep, seed {seed}")
         seeds.append(seed_record(study, out, seed, base_cache))
+    runs = [*sr.first_wave(study), *sr.second_wave(study, out), *sr.third_wave(study, out)]
     summary = {"name": study.config.name, "study": str(study.path), "seeds": seeds,
+               "runs_wall_s": sr.total_wall(runs, out), "workers": workers,
                "premises": study.config.premises.__dict__, "claims": judge(study, seeds),
                "exchange_rate": study.config.exchange_rate,
                "wall_s": time.monotonic() - started}

@@ -77,6 +77,11 @@ def run_all(runs: list[StudyRun], out: Path, *, workers: int = 1, cache: str | N
                 f"({time.monotonic() - started:.0f} s elapsed)")
 
 
+def total_wall(runs: list[StudyRun], out: Path) -> float:
+    """Seconds the finished runs took, summed (as recorded when each finished)."""
+    return sum(json.loads((r.folder(out) / DONE).read_text())["wall_s"] for r in runs)
+
+
 def rows(out: Path, name: str) -> list[Row]:
     """The metric rows of a finished run."""
     return Tracker.read(out / "runs" / name / "metrics.jsonl")

@@ -7,7 +7,8 @@ papers' claims judged only where their premises hold.
 
 Resumable: finished runs are read back, a killed run resumes from its last checkpoint. Writes
 DIR/study.json (per seed: premises, PL estimates, predicted and observed best RL duration,
-misalignment curves, spectral tables, UV-restore sweep; the claims) and stores the claims and
+misalignment curves, spectral tables, UV-restore sweep; the claims), DIR/study.md (the same in
+tables, `ptbench.comparison.study_summary`) and stores the claims and
 figures in the results store for `ptbench report`. For two checkpoints of a real model, see
 `ptbench spectral`.
 
@@ -20,6 +21,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ptbench.fixtures.cli_help import HelpFormatter
 
@@ -52,7 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     summary = run_study(study, args.out, workers=args.jobs)
-    print(f"summary: {args.out}/study.json")
+    from ptbench.comparison.study_summary import render
+    from ptbench.fixtures.atomic import write_text_atomic
+
+    write_text_atomic(Path(args.out) / "study.md", render(summary))
+    print(f"summary: {args.out}/study.json, {args.out}/study.md")
     if args.store != "none":
         from ptbench.reports.db import default_store_url
         from ptbench.reports.diagnostics import measurements_from_study

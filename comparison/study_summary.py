@@ -163,10 +163,10 @@ def misalignment(summary: dict) -> list[str]:
 def cost(summary: dict) -> list[str]:
     if "runs_wall_s" not in summary:
         return []
-    return [f"The {len(summary['seeds'])} seed(s)' training runs took {summary['runs_wall_s'] / 60:.0f} "
-            f"minutes of run time in all ({summary['workers']} worker(s) on 2 cores); the analysis "
-            f"(spectral passes, UV restores and their evaluations) {summary['wall_s'] / 60:.0f} more "
-            "when the runs were already finished.", ""]
+    return [f"Cost: the training runs of {len(summary['seeds'])} seed(s) took "
+            f"{summary['runs_wall_s'] / 60:.1f} min of run time in all ({summary['workers']} "
+            f"worker(s) on 2 cores); the analysis (spectral passes, UV restores and their "
+            f"evaluations) {summary['wall_s'] / 60:.1f} min more, the runs already finished.", ""]
 
 
 def render(summary: dict) -> str:

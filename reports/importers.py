@@ -187,6 +187,15 @@ def comparison_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
     return info, measurements_from_comparison(summary)
 
 
+def _is_study(path: Path) -> bool:
+    """A study.json saved under another name (e.g. benchmarks/diagnostics/tiny-arithmetic.json)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"premises", "seeds", "claims"} <= set(doc)
+
+
 def study_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
     """A `ptbench diagnose` summary (study.json) as a 'diagnostics' run."""
     from ptbench.reports.diagnostics import measurements_from_study
@@ -243,7 +252,7 @@ def read_path(path: str | os.PathLike) -> tuple[RunInfo, list[Measurement]]:
         return comparison_run(path)
     if path.suffix == ".json" and path.name == "zoo.json":
         return zoo_run(path)
-    if path.suffix == ".json" and path.name == "study.json":
+    if path.suffix == ".json" and (path.name == "study.json" or _is_study(path)):
         return study_run(path)
     if path.suffix == ".json":
         return measurements_from_probe_results(path)

@@ -143,6 +143,8 @@ def test_a_study_json_imports_as_a_diagnostics_run(tmp_path):
     assert info.kind == "diagnostics"
     assert info.labels["study"] == "tiny-arithmetic-diagnostics-quick"
     assert len(found) == len(measurements_from_study(json.loads(STUDY.read_text())))
+    shutil.copy(STUDY, tmp_path / "tiny-arithmetic.json")  # stored under another name
+    assert read_path(tmp_path / "tiny-arithmetic.json")[0].kind == "diagnostics"
 
 
 def _night(store: ResultsStore, summary: dict, day: int) -> int:

@@ -32,4 +32,5 @@ def test_readme_block_is_what_its_command_prints(block):
 def test_the_readme_has_generated_blocks():
     assert [m["name"] for m in blocks()] == ["matrix-table", "matrix-history", "bisect-cost",
                                             "comparison-figures", "comparison-flips",
-                                            "diagnostics-figures", "spectral-speed"]
+                                            "diagnostics-figures", "diagnostics-cola",
+                                            "spectral-speed"]

@@ -52,16 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def store_comparison(summary: dict, url: str | None, command: str) -> str:
-    """Add a finished comparison to the results store as a 'comparison' run; where it went."""
-    from ptbench.reports.comparisons import measurements_from_comparison
+def store_run(found: list, kind: str, url: str | None, command: str) -> str:
+    """Add measurements to the results store as one finished run of `kind`; where it went."""
     from ptbench.reports.db import default_store_url
     from ptbench.reports.recorder import Recorder
 
     url = url or default_store_url()
-    recorder = Recorder(url, kind="comparison", command=command)
-    recorder.add(measurements_from_comparison(summary))
+    recorder = Recorder(url, kind=kind, command=command)
+    recorder.add(found)
     return f"run {recorder.finish()} of {url}"
+
+
+def store_comparison(summary: dict, url: str | None, command: str) -> str:
+    """Add a finished comparison to the results store as a 'comparison' run; where it went."""
+    from ptbench.reports.comparisons import measurements_from_comparison
+
+    return store_run(measurements_from_comparison(summary), "comparison", url, command)
 
 
 def parse_handicaps(items: Sequence[str]) -> dict[str, dict]:

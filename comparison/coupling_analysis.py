@@ -49,14 +49,6 @@ def trajectory(rows: Sequence[Row], stage: str | None = None) -> list[dict]:
     return sorted(points.values(), key=lambda p: p["global_step"])
 
 
-def at_stage_start(rows: Sequence[Row], stage: str) -> dict:
-    return trajectory(rows, stage)[0]
-
-
-def at_stage_end(rows: Sequence[Row], stage: str) -> dict:
-    return trajectory(rows, stage)[-1]
-
-
 def ce_floor(sft_points: Sequence[dict]) -> float:
     """S*: the lowest demonstration CE the SFT run reached."""
     return min(p["sft_ce"] for p in sft_points)

@@ -60,13 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_text_atomic(Path(args.out) / "study.md", render(summary))
     print(f"summary: {args.out}/study.json, {args.out}/study.md")
     if args.store != "none":
-        from ptbench.reports.db import default_store_url
+        from ptbench.comparison.cli import store_run
         from ptbench.reports.diagnostics import measurements_from_study
-        from ptbench.reports.recorder import Recorder
 
-        url = args.store or default_store_url()
-        recorder = Recorder(url, kind="diagnostics",
-                            command=" ".join(["ptbench diagnose", *(argv if argv is not None else sys.argv[2:])]))
-        recorder.add(measurements_from_study(summary))
-        print(f"stored: run {recorder.finish()} of {url}")
+        command = " ".join(["ptbench diagnose", *(argv if argv is not None else sys.argv[2:])])
+        print(f"stored: {store_run(measurements_from_study(summary), 'diagnostics', args.store, command)}")
     return 0

@@ -70,12 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import yaml
 
     from ptbench.comparison.diagnostic_claims import rotation_score
+    from ptbench.comparison.spectral_study import pass_with_random_twin
     from ptbench.fixtures.atomic import write_json_atomic
-    from ptbench.pipelines.spectral_pass import (
-        random_perturbation,
-        restore_checkpoint,
-        spectral_pass,
-    )
+    from ptbench.pipelines.spectral_pass import restore_checkpoint
 
     try:
         restores = [parse_restore(r) for r in args.restore]
@@ -96,11 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     base, tuned = local(args.base), local(args.tuned)
     cache = out / "cache"
-    rows = spectral_pass(base, tuned, k=args.k, cache=cache)
-    noise = out / "random"
-    if not noise.exists():
-        random_perturbation(base, tuned, noise, seed=args.seed)
-    random_rows = spectral_pass(base, noise, k=args.k, cache=cache)
+    rows, random_rows = pass_with_random_twin(base, tuned, out / "random", args.k, args.seed, cache,
+                                              progress=True)
     result = {"base": str(base), "tuned": str(tuned), "k": args.k, "rows": rows,
               "random_rows": random_rows, "rotation_score": rotation_score(rows, random_rows),
               "restored": []}

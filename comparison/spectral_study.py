@@ -60,17 +60,23 @@ def evaluate_checkpoint(path: Path, task, examples: dict[str, list], max_new_tok
             for name, ex in examples.items()}
 
 
+def pass_with_random_twin(before: Path, after: Path, noise: Path, k: int, seed: int,
+                          cache: Path, progress: bool = False) -> tuple[list[dict], list[dict]]:
+    """spectral_pass rows of before -> after and of before -> a random perturbation of the same
+    norm per matrix (written to `noise` once)."""
+    if not noise.exists():
+        random_perturbation(before, after, noise, seed=seed, progress=progress)
+    return (spectral_pass(before, after, k=k, cache=cache, progress=progress),
+            spectral_pass(before, noise, k=k, cache=cache, progress=progress))
+
+
 def spectral_tables(models: Checkpoints, work: Path, k: int, seed: int) -> dict[str, list[dict]]:
     """The four spectral passes of one seed (cached under `work`)."""
-    cache = work / "cache"
     pairs = {"sft": (models.base, models.sft), "rl": (models.sft, models.rl)}
     tables = {}
     for name, (before, after) in pairs.items():
-        noise = work / f"random-{name}"
-        if not noise.exists():
-            random_perturbation(before, after, noise, seed=seed, progress=False)
-        tables[name] = spectral_pass(before, after, k=k, cache=cache, progress=False)
-        tables[f"random-{name}"] = spectral_pass(before, noise, k=k, cache=cache, progress=False)
+        tables[name], tables[f"random-{name}"] = pass_with_random_twin(
+            before, after, work / f"random-{name}", k, seed, work / "cache")
     return tables
 
 

@@ -172,18 +172,22 @@ def run_study(study: Study, out: str | Path, *, workers: int = 1, cache: str | P
     out = Path(out)
     started = time.monotonic()
     cache_dir = str(cache) if cache is not None else None
-    say(f"study {study.config.name}: wave 1 (SFT sweep, RL then SFT), {len(study.config.seeds)} seed(s)")
-    sr.run_all(sr.first_wave(study), out, workers=workers, cache=cache_dir, say=say)
-    say("wave 2 (RL from SFT checkpoints on both sides of the OOD peak)")
-    sr.run_all(sr.second_wave(study, out), out, workers=workers, cache=cache_dir, say=say)
-    say("wave 3 (SFT after the RL from the last SFT checkpoint)")
-    sr.run_all(sr.third_wave(study, out), out, workers=workers, cache=cache_dir, say=say)
+    runs: list[sr.StudyRun] = []
+    for title, wave in ((f"study {study.config.name}: wave 1 (SFT sweep, RL then SFT), "
+                         f"{len(study.config.seeds)} seed(s)", lambda: sr.first_wave(study)),
+                        ("wave 2 (RL from SFT checkpoints on both sides of the OOD peak)",
+                         lambda: sr.second_wave(study, out)),
+                        ("wave 3 (SFT after the RL from the last SFT checkpoint)",
+                         lambda: sr.third_wave(study, out))):
+        say(title)
+        this = wave()  # built once the wave before has finished: it reads that wave's results
+        sr.run_all(this, out, workers=workers, cache=cache_dir, say=say)
+        runs += this
     base_cache = Path(cache or cache_root()) / "base"
     seeds = []
     for seed in study.config.seeds:
         say(f"spectral tables and UV-restore sweep, seed {seed}")
         seeds.append(seed_record(study, out, seed, base_cache))
-    runs = [*sr.first_wave(study), *sr.second_wave(study, out), *sr.third_wave(study, out)]
     summary = {"name": study.config.name, "study": str(study.path), "seeds": seeds,
                "runs_wall_s": sr.total_wall(runs, out), "workers": workers,
                "premises": study.config.premises.__dict__, "claims": judge(study, seeds),

@@ -174,17 +174,23 @@ def measurements_from_probe_results(path: str | os.PathLike) -> tuple[RunInfo, l
     return info, found
 
 
+def _summary_run(path: Path, kind: str, name_label: str, measure) -> tuple[RunInfo, list[Measurement]]:
+    """A command's JSON summary as a run of `kind`: started when it says (else the file's
+    mtime), its name under `name_label`, its measurements from `measure(summary)`."""
+    summary = json.loads(path.read_text())
+    started = summary.get("started") or datetime.fromtimestamp(
+        path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    info = RunInfo(kind=kind, started=started,
+                   labels={"source": str(path), "source_sha256": _sha256(path),
+                           name_label: summary.get("name", "")})
+    return info, measure(summary)
+
+
 def comparison_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
     """A `ptbench compare` summary (comparison.json) as a 'comparison' run."""
     from ptbench.reports.comparisons import measurements_from_comparison
 
-    summary = json.loads(path.read_text())
-    started = summary.get("started") or datetime.fromtimestamp(
-        path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-    info = RunInfo(kind="comparison", started=started,
-                   labels={"source": str(path), "source_sha256": _sha256(path),
-                           "comparison": summary.get("name", "")})
-    return info, measurements_from_comparison(summary)
+    return _summary_run(path, "comparison", "comparison", measurements_from_comparison)
 
 
 def _is_study(path: Path) -> bool:
@@ -200,13 +206,7 @@ def study_run(path: Path) -> tuple[RunInfo, list[Measurement]]:
     """A `ptbench diagnose` summary (study.json) as a 'diagnostics' run."""
     from ptbench.reports.diagnostics import measurements_from_study
 
-    summary = json.loads(path.read_text())
-    started = summary.get("started") or datetime.fromtimestamp(
-        path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-    info = RunInfo(kind="diagnostics", started=started,
-                   labels={"source": str(path), "source_sha256": _sha256(path),
-                           "study": summary.get("name", "")})
-    return info, measurements_from_study(summary)
+    return _summary_run(path, "diagnostics", "study", measurements_from_study)
 
 
 ZOO_STATUS = {"confirmed": "pass", "changed": "fail", "not reproduced": "fail"}
